@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	v1beta1 "k8s.io/kms/apis/v1beta1"
+	kmsapi "k8s.io/kms/apis/v2"
+	"k8s.io/kms/pkg/util"
+)
+
+// probe calls the plugin's Status (v2) or Version (v1) on a socket, for
+// health checks and for humans on a node.
+func probe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := os.Getenv("VAULT_KMS_LISTEN")
+	if def == "" {
+		def = "unix:///var/run/kmsplugin/socket.sock"
+	}
+	endpoint := fs.String("endpoint", def, "socket of the plugin, as in the EncryptionConfiguration")
+	api := fs.String("api", "v2", "KMS API to call: v2 (Status) or v1 (Version)")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for an answer")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	path, err := util.ParseEndpoint(*endpoint)
+	if err != nil {
+		fmt.Fprintf(stderr, "probe: -endpoint: %v\n", err)
+		return 2
+	}
+	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Fprintf(stderr, "probe: %v\n", err)
+		return 1
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	switch *api {
+	case "v2":
+		st, err := kmsapi.NewKeyManagementServiceClient(conn).Status(ctx, &kmsapi.StatusRequest{})
+		if err != nil {
+			fmt.Fprintf(stderr, "probe: Status on %s: %v\n", path, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "version=%s healthz=%q key_id=%s\n", st.Version, st.Healthz, st.KeyId)
+		if st.Healthz != "ok" {
+			return 1
+		}
+	case "v1":
+		v, err := v1beta1.NewKeyManagementServiceClient(conn).Version(ctx, &v1beta1.VersionRequest{Version: "v1beta1"})
+		if err != nil {
+			fmt.Fprintf(stderr, "probe: Version on %s: %v\n", path, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "version=%s runtime=%s %s\n", v.Version, v.RuntimeName, v.RuntimeVersion)
+	default:
+		fmt.Fprintf(stderr, "probe: -api=%q: use v2 or v1\n", *api)
+		return 2
+	}
+	return 0
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/config"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/logging"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/server"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/version"
+)
+
+func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
+	log := logging.New(logw, cfg.LogFormat, cfg.LogLevel)
+	client, err := vault.NewClient(cfg.VaultTimeout, 256)
+	if err != nil {
+		return err
+	}
+	log.Info("starting vault-kms-plugin", "version", version.Version, "vault_addr", client.Address(),
+		"namespace", client.Namespace(), "transit_path", cfg.TransitPath, "keys", cfg.KeyNames,
+		"auth_method", cfg.AuthMethod, "listen", cfg.Listen)
+	if insecure, _ := strconv.ParseBool(os.Getenv("VAULT_SKIP_VERIFY")); insecure {
+		log.Warn("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the path can read every DEK. Set VAULT_CACERT instead.")
+	}
+
+	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, nil)
+	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout)
+	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log)
+
+	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode())
+	if err != nil {
+		return err
+	}
+	gs := server.New(svc, kms.NewV1(svc, version.Version), kms.ErrorCodes(), kms.Logging(log))
+
+	bg, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { session.Run(bg) })
+	wg.Go(func() { svc.Run(bg) })
+
+	log.Info("serving KMS v2 and v1beta1", "socket", cfg.SocketPath())
+	err = server.Serve(ctx, gs, l, cfg.ShutdownTimeout)
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("serve on %s: %w", cfg.SocketPath(), err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func loginFor(cfg *config.Config, envToken string) vault.Login {
+	switch cfg.AuthMethod {
+	case config.AuthKubernetes:
+		return vault.Kubernetes{Role: cfg.AuthRole, Mount: cfg.AuthMount, JWTFile: cfg.SATokenFile}
+	case config.AuthAppRole:
+		return vault.AppRole{RoleID: cfg.AppRoleRoleID, Mount: cfg.AuthMount, SecretIDFile: cfg.AppRoleSecretIDFile}
+	case config.AuthCert:
+		return vault.Cert{Role: cfg.AuthRole, Mount: cfg.AuthMount}
+	}
+	if cfg.TokenFile != "" {
+		return vault.TokenFile{Path: cfg.TokenFile}
+	}
+	return vault.StaticToken{Token: envToken}
+}

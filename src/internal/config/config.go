@@ -1,0 +1,217 @@
+// Package config reads the plugin's settings from the environment. The
+// variable names are a user-facing contract shared with the Helm chart.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"k8s.io/kms/pkg/util"
+)
+
+// Prefix is the prefix of every plugin-specific variable.
+const Prefix = "VAULT_KMS"
+
+// Auth methods the plugin can log in with.
+const (
+	AuthToken      = "token"
+	AuthKubernetes = "kubernetes"
+	AuthAppRole    = "approle"
+	AuthCert       = "cert"
+)
+
+// Config holds the plugin's own settings. The standard VAULT_* variables
+// (address, TLS, namespace, token) are read by the Vault client itself.
+type Config struct {
+	KeyNames    []string `envconfig:"KEY_NAMES" required:"true" desc:"transit keys, comma-separated; the first encrypts, every listed key can decrypt"`
+	TransitPath string   `envconfig:"TRANSIT_PATH" default:"transit" desc:"mount path of the transit engine; /transit and transit are the same"`
+	Listen      string   `envconfig:"LISTEN" default:"unix:///var/run/kmsplugin/socket.sock" desc:"socket to serve on, written as the EncryptionConfiguration endpoint"`
+	SocketMode  string   `envconfig:"SOCKET_MODE" default:"0600" desc:"file mode of the socket, octal"`
+
+	AuthMethod          string `envconfig:"AUTH_METHOD" default:"token" desc:"token, kubernetes, approle or cert"`
+	AuthMount           string `envconfig:"AUTH_MOUNT" desc:"auth mount path (default: the method's name)"`
+	AuthRole            string `envconfig:"AUTH_ROLE" desc:"role for kubernetes auth (required) or cert auth (optional)"`
+	TokenFile           string `envconfig:"TOKEN_FILE" desc:"file holding the Vault token (for example a Vault Agent sink); re-read when it changes"`
+	SATokenFile         string `envconfig:"SA_TOKEN_FILE" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" desc:"service-account JWT for kubernetes auth, re-read at every login"`
+	AppRoleRoleID       string `envconfig:"APPROLE_ROLE_ID" desc:"AppRole role_id"`
+	AppRoleSecretIDFile string `envconfig:"APPROLE_SECRET_ID_FILE" desc:"file holding the AppRole secret_id, re-read at every login"`
+
+	VaultTimeout       time.Duration `envconfig:"VAULT_TIMEOUT" default:"2s" desc:"timeout of each Vault request; keep it below the apiserver's KMS timeout (3s by default)"`
+	KeyRefreshInterval time.Duration `envconfig:"KEY_REFRESH_INTERVAL" default:"20s" desc:"how often the key's latest version is read from Vault; a rotation is picked up within this time"`
+	ShutdownTimeout    time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long SIGTERM waits for in-flight calls before closing"`
+
+	HealthAddr  string `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8787" desc:"host:port of /livez, /readyz and /metrics; empty turns the HTTP server off"`
+	GroupCommit bool   `envconfig:"GROUP_COMMIT" default:"true" desc:"send concurrent requests for one key to Vault together as one batch request"`
+
+	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+}
+
+// StandardVaultVars lists the Vault client variables the plugin honours, for
+// --help. vault/api reads them exactly as the Vault CLI does.
+var StandardVaultVars = [][2]string{
+	{"VAULT_ADDR", "Vault address, e.g. https://vault.example.com:8200 (required)"},
+	{"VAULT_CACERT", "PEM file of the CA that signed Vault's certificate"},
+	{"VAULT_CAPATH", "directory of PEM CA certificates"},
+	{"VAULT_CLIENT_CERT", "client certificate (PEM) for TLS, and for cert auth"},
+	{"VAULT_CLIENT_KEY", "client key (PEM) for TLS, and for cert auth"},
+	{"VAULT_TLS_SERVER_NAME", "server name to verify Vault's certificate against"},
+	{"VAULT_NAMESPACE", "Vault Enterprise namespace"},
+	{"VAULT_TOKEN", "token for VAULT_KMS_AUTH_METHOD=token"},
+	{"VAULT_SKIP_VERIFY", "do not verify Vault's certificate (insecure; logged as a warning)"},
+}
+
+// keyNameRE is transit's own rule for key names; it also guarantees a name
+// never contains ':' which the ciphertext format relies on.
+var keyNameRE = regexp.MustCompile(`^\w(([\w.-]+)?\w)?$`)
+
+// Load reads and validates the configuration from the environment.
+func Load() (*Config, error) {
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		return nil, explain(err)
+	}
+	if err := c.validate(os.Getenv); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func explain(err error) error {
+	var pe *envconfig.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s_%s=%q is not a valid %s: %v", Prefix, pe.KeyName, pe.Value, pe.TypeName, hint(pe.TypeName))
+	}
+	if strings.Contains(err.Error(), "KEY_NAMES") {
+		return fmt.Errorf("%s_KEY_NAMES is required: set it to the transit key name(s), comma-separated, e.g. %s_KEY_NAMES=kube-secrets", Prefix, Prefix)
+	}
+	return err
+}
+
+func hint(typeName string) string {
+	switch typeName {
+	case "Duration":
+		return "write a duration such as 2s, 500ms or 1m"
+	case "bool":
+		return "write true or false"
+	}
+	return "fix the value"
+}
+
+func (c *Config) validate(getenv func(string) string) error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	addr := getenv("VAULT_ADDR")
+	if addr == "" {
+		bad("VAULT_ADDR is not set: set it to your Vault's URL, e.g. VAULT_ADDR=https://vault.example.com:8200")
+	} else if u, err := url.Parse(addr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("VAULT_ADDR=%q is not an http(s) URL: write it as https://host:port", addr)
+	}
+
+	if len(c.KeyNames) == 0 {
+		bad("%s_KEY_NAMES is empty: list at least one transit key", Prefix)
+	}
+	seen := map[string]bool{}
+	for i, k := range c.KeyNames {
+		k = strings.TrimSpace(k)
+		c.KeyNames[i] = k
+		switch {
+		case !keyNameRE.MatchString(k):
+			bad("%s_KEY_NAMES: %q is not a transit key name: use letters, digits, '_', '-' and '.'", Prefix, k)
+		case seen[k]:
+			bad("%s_KEY_NAMES: %q is listed twice", Prefix, k)
+		}
+		seen[k] = true
+	}
+
+	mount := strings.Trim(c.TransitPath, "/")
+	if mount == "" || path.Clean(mount) != mount || strings.Contains(mount, "..") {
+		bad("%s_TRANSIT_PATH=%q is not a mount path: write it like transit or /transit", Prefix, c.TransitPath)
+	}
+	c.TransitPath = mount
+
+	if _, err := util.ParseEndpoint(c.Listen); err != nil || !strings.HasPrefix(c.Listen, "unix://") {
+		bad("%s_LISTEN=%q is not a unix socket endpoint: write it like unix:///var/run/kmsplugin/socket.sock", Prefix, c.Listen)
+	}
+	if m, err := strconv.ParseUint(c.SocketMode, 8, 32); err != nil || m > 0o777 {
+		bad("%s_SOCKET_MODE=%q is not an octal file mode: write it like 0600", Prefix, c.SocketMode)
+	}
+
+	c.AuthMount = strings.Trim(c.AuthMount, "/")
+	if c.AuthMount == "" {
+		c.AuthMount = c.AuthMethod
+	}
+	switch c.AuthMethod {
+	case AuthToken:
+		hasEnv := getenv("VAULT_TOKEN") != ""
+		switch {
+		case hasEnv && c.TokenFile != "":
+			bad("both VAULT_TOKEN and %s_TOKEN_FILE are set: keep only one", Prefix)
+		case !hasEnv && c.TokenFile == "":
+			bad("%s_AUTH_METHOD=token needs a token: set VAULT_TOKEN or %s_TOKEN_FILE, or pick another auth method", Prefix, Prefix)
+		}
+	case AuthKubernetes:
+		if c.AuthRole == "" {
+			bad("%s_AUTH_METHOD=kubernetes needs %s_AUTH_ROLE: set it to the Vault role bound to this service account", Prefix, Prefix)
+		}
+		if c.SATokenFile == "" {
+			bad("%s_AUTH_METHOD=kubernetes needs %s_SA_TOKEN_FILE: set it to the service-account token path", Prefix, Prefix)
+		}
+	case AuthAppRole:
+		if c.AppRoleRoleID == "" {
+			bad("%s_AUTH_METHOD=approle needs %s_APPROLE_ROLE_ID", Prefix, Prefix)
+		}
+		if c.AppRoleSecretIDFile == "" {
+			bad("%s_AUTH_METHOD=approle needs %s_APPROLE_SECRET_ID_FILE: set it to a file holding the secret_id", Prefix, Prefix)
+		}
+	case AuthCert:
+		if getenv("VAULT_CLIENT_CERT") == "" || getenv("VAULT_CLIENT_KEY") == "" {
+			bad("%s_AUTH_METHOD=cert needs VAULT_CLIENT_CERT and VAULT_CLIENT_KEY: set them to the client certificate and key files", Prefix)
+		}
+	default:
+		bad("%s_AUTH_METHOD=%q is not supported: use token, kubernetes, approle or cert", Prefix, c.AuthMethod)
+	}
+
+	for name, d := range map[string]time.Duration{
+		"VAULT_TIMEOUT":        c.VaultTimeout,
+		"KEY_REFRESH_INTERVAL": c.KeyRefreshInterval,
+		"SHUTDOWN_TIMEOUT":     c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			bad("%s_%s=%s must be positive", Prefix, name, d)
+		}
+	}
+
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("%s_LOG_LEVEL=%q is not a level: use debug, info, warn or error", Prefix, c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("%s_LOG_FORMAT=%q is not a format: use json or text", Prefix, c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// SocketPath is the filesystem path of the Listen endpoint.
+func (c *Config) SocketPath() string {
+	p, _ := util.ParseEndpoint(c.Listen)
+	return p
+}
+
+// SocketFileMode is SocketMode parsed.
+func (c *Config) SocketFileMode() os.FileMode {
+	m, _ := strconv.ParseUint(c.SocketMode, 8, 32)
+	return os.FileMode(m)
+}

@@ -1,0 +1,41 @@
+package kms
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+)
+
+// ErrorCodes turns errors into gRPC statuses with the code Code gives.
+func ErrorCodes() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		if err == nil {
+			return resp, nil
+		}
+		if _, ok := status.FromError(err); ok {
+			return nil, err
+		}
+		return nil, status.Error(Code(err), err.Error())
+	}
+}
+
+// Logging logs each call's method, code and duration; never its payload.
+// Successful calls are logged at debug so that the request path stays quiet.
+func Logging(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		start := time.Now()
+		resp, err := h(ctx, req)
+		st := status.Convert(err)
+		attrs := []any{"method", info.FullMethod, "code", st.Code().String(), "duration", time.Since(start)}
+		if err != nil {
+			log.Warn("kms call failed", append(attrs, "error", st.Message())...)
+		} else {
+			log.Debug("kms call", attrs...)
+		}
+		return resp, err
+	}
+}

@@ -1,0 +1,219 @@
+// Package kms implements the Kubernetes KMS service on Vault transit: the
+// logic lives once behind k8s.io/kms's Service interface, and the gRPC
+// adapters, error codes, logs and metrics wrap it.
+package kms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/kms/pkg/service"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
+)
+
+// Errors of the service's own making; see Code for their gRPC codes.
+var (
+	ErrInvalidInput     = errors.New("invalid input")
+	ErrKeyNotConfigured = errors.New("key not configured")
+	ErrNotReady         = errors.New("not ready")
+)
+
+// Backend is what the service needs from Vault transit.
+type Backend interface {
+	Encrypt(ctx context.Context, key string, version int, plaintext []byte) (string, error)
+	Decrypt(ctx context.Context, key, ciphertext string) ([]byte, error)
+	ReadKey(ctx context.Context, key string) (*vault.Key, error)
+	Scope(ctx context.Context) (string, error)
+	AuthErr() error
+}
+
+// snapshot is the encryption key version in use. Encrypt pins Vault to its
+// version, so the key_id it returns is exactly the one Status reported.
+type snapshot struct {
+	keyID   string
+	version int
+	fetched time.Time
+}
+
+// Service is the KMS v2 service.
+type Service struct {
+	backend Backend
+	keys    []string // keys[0] encrypts; all decrypt
+	refresh time.Duration
+	log     *slog.Logger
+
+	snap      atomic.Pointer[snapshot]
+	refreshMu sync.Mutex
+	lastErr   atomic.Pointer[error] // of the latest refresh; nil pointer: none yet
+	poke      chan struct{}
+}
+
+var _ service.Service = (*Service)(nil)
+
+// New returns a service; Run keeps its key snapshot fresh.
+func New(b Backend, keys []string, refresh time.Duration, log *slog.Logger) *Service {
+	return &Service{backend: b, keys: keys, refresh: refresh, log: log, poke: make(chan struct{}, 1)}
+}
+
+// Run refreshes the key snapshot every refresh interval until ctx ends.
+func (s *Service) Run(ctx context.Context) {
+	t := time.NewTicker(s.refresh)
+	defer t.Stop()
+	for {
+		_ = s.Refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.poke:
+		}
+	}
+}
+
+// Refresh reads the encryption key's latest version from Vault. Only one
+// refresh runs at a time.
+func (s *Service) Refresh(ctx context.Context) error {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	err := s.refreshLocked(ctx)
+	s.lastErr.Store(&err)
+	if err != nil {
+		s.log.Warn("cannot read the encryption key from Vault", "key", s.keys[0], "error", err)
+	}
+	return err
+}
+
+func (s *Service) refreshLocked(ctx context.Context) error {
+	scope, err := s.backend.Scope(ctx)
+	if err != nil {
+		return err
+	}
+	k, err := s.backend.ReadKey(ctx, s.keys[0])
+	if err != nil {
+		return err
+	}
+	if !k.SupportsEncryption || !k.SupportsDecryption {
+		return fmt.Errorf("transit key %q of type %q cannot encrypt and decrypt: use an aes256-gcm96 key", k.Name, k.Type)
+	}
+	next := &snapshot{keyID: keyID(scope, k), version: k.LatestVersion, fetched: time.Now()}
+	if prev := s.snap.Load(); prev == nil || prev.keyID != next.keyID {
+		s.log.Info("encryption key version in use", "key", k.Name, "version", k.LatestVersion, "key_id", next.keyID)
+	}
+	s.snap.Store(next)
+	return nil
+}
+
+// Health is nil when the snapshot is fresh and the token usable. It makes
+// no Vault call.
+func (s *Service) Health() error {
+	if err := s.backend.AuthErr(); err != nil {
+		return err
+	}
+	if p := s.lastErr.Load(); p == nil {
+		return fmt.Errorf("%w: key not read from Vault yet", ErrNotReady)
+	} else if *p != nil {
+		return *p
+	}
+	snap := s.snap.Load()
+	if age := time.Since(snap.fetched); age > 3*s.refresh {
+		return fmt.Errorf("%w: key last read from Vault %s ago", ErrNotReady, age.Round(time.Second))
+	}
+	return nil
+}
+
+// KeyVersion is the encryption key version in use, 0 before the first read.
+func (s *Service) KeyVersion() (version int, age time.Duration) {
+	if snap := s.snap.Load(); snap != nil {
+		return snap.version, time.Since(snap.fetched)
+	}
+	return 0, 0
+}
+
+// Status reports health and the key_id in use, from the snapshot alone.
+func (s *Service) Status(ctx context.Context) (*service.StatusResponse, error) {
+	snap := s.snap.Load()
+	if snap == nil {
+		return nil, s.Health()
+	}
+	healthz := "ok"
+	if err := s.Health(); err != nil {
+		healthz = err.Error()
+	}
+	return &service.StatusResponse{Version: "v2", Healthz: healthz, KeyID: snap.keyID}, nil
+}
+
+// Encrypt encrypts a DEK with the snapshot's key version.
+func (s *Service) Encrypt(ctx context.Context, uid string, plaintext []byte) (*service.EncryptResponse, error) {
+	if len(plaintext) == 0 || len(plaintext) > maxPlaintextLen {
+		return nil, fmt.Errorf("%w: plaintext is %d bytes; want 1 to %d", ErrInvalidInput, len(plaintext), maxPlaintextLen)
+	}
+	snap := s.snap.Load()
+	if snap == nil {
+		if err := s.Refresh(ctx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
+		}
+		snap = s.snap.Load()
+	}
+	key := s.keys[0]
+	ct, err := s.backend.Encrypt(ctx, key, snap.version, plaintext)
+	if err != nil {
+		// The key may have been recreated with fewer versions: look again
+		// now rather than at the next tick.
+		select {
+		case s.poke <- struct{}{}:
+		default:
+		}
+		return nil, err
+	}
+	out := formatCiphertext(key, ct)
+	if len(out) > maxCiphertextLen {
+		return nil, fmt.Errorf("encrypt with key %q: ciphertext of %d bytes exceeds the KMS limit of %d", key, len(out), maxCiphertextLen)
+	}
+	return &service.EncryptResponse{Ciphertext: out, KeyID: snap.keyID}, nil
+}
+
+// Decrypt decrypts with whichever configured key the ciphertext names.
+func (s *Service) Decrypt(ctx context.Context, uid string, req *service.DecryptRequest) ([]byte, error) {
+	if len(req.Ciphertext) == 0 || len(req.Ciphertext) > maxCiphertextLen {
+		return nil, fmt.Errorf("%w: ciphertext is %d bytes; want 1 to %d", ErrInvalidInput, len(req.Ciphertext), maxCiphertextLen)
+	}
+	if len(req.KeyID) > maxKeyIDLen {
+		return nil, fmt.Errorf("%w: key_id is %d bytes; want at most %d", ErrInvalidInput, len(req.KeyID), maxKeyIDLen)
+	}
+	key, ct, err := parseCiphertext(req.Ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	if key == "" {
+		return s.decryptUnnamed(ctx, ct)
+	}
+	if !slices.Contains(s.keys, key) {
+		return nil, fmt.Errorf("%w: data was encrypted with transit key %q, which is not in VAULT_KMS_KEY_NAMES; add it to the list to read this data", ErrKeyNotConfigured, key)
+	}
+	return s.backend.Decrypt(ctx, key, ct)
+}
+
+// decryptUnnamed tries each configured key in turn on a ciphertext that
+// does not name its key.
+func (s *Service) decryptUnnamed(ctx context.Context, ct string) ([]byte, error) {
+	var errs []error
+	for _, key := range s.keys {
+		pt, err := s.backend.Decrypt(ctx, key, ct)
+		if err == nil {
+			return pt, nil
+		}
+		errs = append(errs, err)
+		if Code(err) != codesInvalidArgument {
+			// Vault is down or refusing us: another key will not help.
+			break
+		}
+	}
+	return nil, errors.Join(errs...)
+}

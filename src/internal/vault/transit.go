@@ -1,0 +1,211 @@
+package vault
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Key is what the plugin needs to know about a transit key.
+type Key struct {
+	Name                 string
+	Type                 string
+	LatestVersion        int
+	LatestCreated        time.Time
+	MinDecryptionVersion int
+	MinEncryptionVersion int
+	DeletionAllowed      bool
+	SupportsEncryption   bool
+	SupportsDecryption   bool
+}
+
+// Transit calls one transit mount through a Session.
+type Transit struct {
+	s       *Session
+	mount   string
+	timeout time.Duration
+
+	scopeMu sync.Mutex
+	scope   string
+}
+
+// NewTransit returns transit calls on mount, each bounded by timeout.
+func NewTransit(s *Session, mount string, timeout time.Duration) *Transit {
+	return &Transit{s: s, mount: mount, timeout: timeout}
+}
+
+// Mount is the transit mount path, without slashes.
+func (t *Transit) Mount() string { return t.mount }
+
+// AuthErr is nil while the session's token is usable.
+func (t *Transit) AuthErr() error { return t.s.Err() }
+
+func (t *Transit) write(ctx context.Context, path string, body map[string]any) (map[string]any, error) {
+	var data map[string]any
+	err := t.s.Do(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, t.timeout)
+		defer cancel()
+		sec, err := t.s.client.Logical().WriteWithContext(ctx, path, body)
+		if err != nil {
+			return err
+		}
+		if sec == nil || sec.Data == nil {
+			return errors.New("Vault returned no data")
+		}
+		data = sec.Data
+		return nil
+	})
+	return data, err
+}
+
+// Encrypt encrypts plaintext with the given version of key.
+func (t *Transit) Encrypt(ctx context.Context, key string, version int, plaintext []byte) (string, error) {
+	body := map[string]any{"plaintext": base64.StdEncoding.EncodeToString(plaintext)}
+	if version > 0 {
+		body["key_version"] = version
+	}
+	data, err := t.write(ctx, t.mount+"/encrypt/"+key, body)
+	if err != nil {
+		return "", fmt.Errorf("encrypt with key %q version %d: %w", key, version, err)
+	}
+	ct, ok := data["ciphertext"].(string)
+	if !ok || ct == "" {
+		return "", fmt.Errorf("encrypt with key %q: Vault's answer has no ciphertext", key)
+	}
+	return ct, nil
+}
+
+// Decrypt decrypts a transit ciphertext ("vault:vN:...") with key.
+func (t *Transit) Decrypt(ctx context.Context, key string, ciphertext string) ([]byte, error) {
+	data, err := t.write(ctx, t.mount+"/decrypt/"+key, map[string]any{"ciphertext": ciphertext})
+	if err != nil {
+		return nil, fmt.Errorf("decrypt with key %q: %w", key, err)
+	}
+	return decodePlaintext(key, data)
+}
+
+func decodePlaintext(key string, data map[string]any) ([]byte, error) {
+	p, ok := data["plaintext"].(string)
+	if !ok {
+		return nil, fmt.Errorf("decrypt with key %q: Vault's answer has no plaintext", key)
+	}
+	b, err := base64.StdEncoding.DecodeString(p)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt with key %q: Vault's plaintext is not base64", key)
+	}
+	return b, nil
+}
+
+// ReadKey reads key's metadata.
+func (t *Transit) ReadKey(ctx context.Context, key string) (*Key, error) {
+	var data map[string]any
+	err := t.s.Do(ctx, func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, t.timeout)
+		defer cancel()
+		sec, err := t.s.client.Logical().ReadWithContext(ctx, t.mount+"/keys/"+key)
+		if err != nil {
+			return err
+		}
+		if sec == nil || sec.Data == nil {
+			return ErrKeyNotFound
+		}
+		data = sec.Data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read key %q on mount %q: %w", key, t.mount, err)
+	}
+	k, err := parseKey(key, data)
+	if err != nil {
+		return nil, fmt.Errorf("read key %q on mount %q: %w", key, t.mount, err)
+	}
+	return k, nil
+}
+
+// ErrKeyNotFound means the transit key does not exist.
+var ErrKeyNotFound = errors.New("transit key not found")
+
+func parseKey(name string, d map[string]any) (*Key, error) {
+	k := &Key{Name: name}
+	k.Type, _ = d["type"].(string)
+	k.DeletionAllowed, _ = d["deletion_allowed"].(bool)
+	k.SupportsEncryption, _ = d["supports_encryption"].(bool)
+	k.SupportsDecryption, _ = d["supports_decryption"].(bool)
+	var err error
+	if k.LatestVersion, err = toInt(d["latest_version"]); err != nil || k.LatestVersion < 1 {
+		return nil, fmt.Errorf("Vault's answer has no valid latest_version")
+	}
+	k.MinDecryptionVersion, _ = toInt(d["min_decryption_version"])
+	k.MinEncryptionVersion, _ = toInt(d["min_encryption_version"])
+	versions, ok := d["keys"].(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("Vault's answer has no key versions")
+	}
+	v, ok := versions[strconv.Itoa(k.LatestVersion)]
+	if !ok {
+		return nil, fmt.Errorf("Vault's answer lacks latest version %d", k.LatestVersion)
+	}
+	// Symmetric keys give the creation time as Unix seconds, asymmetric ones
+	// as an object with creation_time.
+	switch v := v.(type) {
+	case json.Number:
+		sec, err := v.Int64()
+		if err != nil {
+			return nil, fmt.Errorf("version %d has a bad creation time", k.LatestVersion)
+		}
+		k.LatestCreated = time.Unix(sec, 0).UTC()
+	case map[string]any:
+		ts, _ := v["creation_time"].(string)
+		t, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil {
+			return nil, fmt.Errorf("version %d has a bad creation time", k.LatestVersion)
+		}
+		k.LatestCreated = t.UTC()
+	default:
+		return nil, fmt.Errorf("version %d has a bad creation time", k.LatestVersion)
+	}
+	return k, nil
+}
+
+func toInt(v any) (int, error) {
+	switch v := v.(type) {
+	case json.Number:
+		i, err := v.Int64()
+		return int(i), err
+	case float64:
+		return int(v), nil
+	case int:
+		return v, nil
+	}
+	return 0, fmt.Errorf("not a number: %T", v)
+}
+
+// Scope identifies the Vault cluster, namespace and mount, so that a key id
+// never repeats across Vaults that happen to hold a key of the same name.
+// The cluster id is read once and kept.
+func (t *Transit) Scope(ctx context.Context) (string, error) {
+	t.scopeMu.Lock()
+	defer t.scopeMu.Unlock()
+	if t.scope != "" {
+		return t.scope, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.timeout)
+	defer cancel()
+	c := t.s.client
+	h, err := c.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read Vault cluster id: %w", err)
+	}
+	id := h.ClusterID
+	if id == "" {
+		// Sealed or uninitialised Vaults have no cluster id yet; wait.
+		return "", fmt.Errorf("Vault at %s reports no cluster id (sealed=%v, initialized=%v)", c.Address(), h.Sealed, h.Initialized)
+	}
+	t.scope = id + "|" + c.Namespace() + "|" + t.mount
+	return t.scope, nil
+}
