@@ -88,7 +88,7 @@ func Load() (*Config, error) {
 func explain(err error) error {
 	var pe *envconfig.ParseError
 	if errors.As(err, &pe) {
-		return fmt.Errorf("%s_%s=%q is not a valid %s: %v", Prefix, pe.KeyName, pe.Value, pe.TypeName, hint(pe.TypeName))
+		return fmt.Errorf("%s=%q is not valid: %s", pe.KeyName, pe.Value, hint(pe.TypeName))
 	}
 	if strings.Contains(err.Error(), "KEY_NAMES") {
 		return fmt.Errorf("%s_KEY_NAMES is required: set it to the transit key name(s), comma-separated, e.g. %s_KEY_NAMES=kube-secrets", Prefix, Prefix)
@@ -98,7 +98,7 @@ func explain(err error) error {
 
 func hint(typeName string) string {
 	switch typeName {
-	case "Duration":
+	case "time.Duration":
 		return "write a duration such as 2s, 500ms or 1m"
 	case "bool":
 		return "write true or false"
