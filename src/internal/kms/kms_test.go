@@ -19,7 +19,7 @@ import (
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
-func encodeB64(b []byte) string           { return base64.StdEncoding.EncodeToString(b) }
+func encodeB64(b []byte) string          { return base64.StdEncoding.EncodeToString(b) }
 func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -135,9 +135,9 @@ func TestStatusMakesNoVaultCalls(t *testing.T) {
 
 func TestStatusUnhealthy(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
+		name   string
 		break_ func(*fakeBackend)
-		want  string
+		want   string
 	}{
 		{"vault down", func(f *fakeBackend) { f.readErr = errVaultDown }, "connection refused"},
 		{"key gone", func(f *fakeBackend) { delete(f.keys, "kube") }, "transit key not found"},

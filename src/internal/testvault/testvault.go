@@ -169,6 +169,13 @@ func (s *Server) waitListening() {
 			s.t.Fatalf("vault exited: %s", s.log.String())
 		default:
 		}
+		if s.CACert != "" {
+			// -dev-tls writes its CA once it starts.
+			if _, err := os.Stat(s.CACert); err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+		}
 		c := s.rawClient("")
 		if _, err := c.Sys().SealStatus(); err == nil {
 			return
