@@ -26,7 +26,8 @@ func probe(args []string, stdout, stderr io.Writer) int {
 	}
 	endpoint := fs.String("endpoint", def, "socket of the plugin, as in the EncryptionConfiguration")
 	api := fs.String("api", "v2", "KMS API to call: v2 (Status) or v1 (Version)")
-	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for an answer")
+	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for one answer")
+	wait := fs.Duration("wait", 0, "keep trying until the plugin is healthy or this much time has passed (for a pod that starts beside the plugin)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -35,15 +36,30 @@ func probe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "probe: -endpoint: %v\n", err)
 		return 2
 	}
+	if *api != "v1" && *api != "v2" {
+		fmt.Fprintf(stderr, "probe: -api=%q: use v2 or v1\n", *api)
+		return 2
+	}
+	deadline := time.Now().Add(*wait)
+	for {
+		code := probeOnce(path, *api, *timeout, stdout, stderr)
+		if code != 1 || time.Now().After(deadline) {
+			return code
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+func probeOnce(path, api string, timeout time.Duration, stdout, stderr io.Writer) int {
 	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		fmt.Fprintf(stderr, "probe: %v\n", err)
 		return 1
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	switch *api {
+	switch api {
 	case "v2":
 		st, err := kmsapi.NewKeyManagementServiceClient(conn).Status(ctx, &kmsapi.StatusRequest{})
 		if err != nil {
@@ -62,7 +78,7 @@ func probe(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "version=%s runtime=%s %s\n", v.Version, v.RuntimeName, v.RuntimeVersion)
 	default:
-		fmt.Fprintf(stderr, "probe: -api=%q: use v2 or v1\n", *api)
+		fmt.Fprintf(stderr, "probe: -api=%q: use v2 or v1\n", api)
 		return 2
 	}
 	return 0
