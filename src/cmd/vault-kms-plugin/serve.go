@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"sync"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/config"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/health"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/logging"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/metrics"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/server"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/version"
@@ -29,26 +32,44 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		log.Warn("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the path can read every DEK. Set VAULT_CACERT instead.")
 	}
 
-	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, nil)
+	m := metrics.New(version.Version)
+	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, m)
 	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout)
-	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log)
+	svc := kms.New(m.Backend(transit), cfg.KeyNames, cfg.KeyRefreshInterval, log)
+	m.WatchKey(svc.KeyVersion)
 
 	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode())
 	if err != nil {
 		return err
 	}
-	gs := server.New(svc, kms.NewV1(svc, version.Version), kms.ErrorCodes(), kms.Logging(log))
+	// Outermost first: metrics see the final gRPC code.
+	gs := server.New(svc, kms.NewV1(svc, version.Version), m.UnaryInterceptor(), kms.Logging(log), kms.ErrorCodes())
 
 	bg, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
 	wg.Go(func() { session.Run(bg) })
 	wg.Go(func() { svc.Run(bg) })
 
+	if cfg.HealthAddr != "" {
+		h, err := health.Handler(cfg.SocketPath(), svc.Health, m.Registry)
+		if err != nil {
+			return err
+		}
+		hl, err := net.Listen("tcp", cfg.HealthAddr)
+		if err != nil {
+			return fmt.Errorf("listen on VAULT_KMS_HEALTH_ADDR=%s: %w (another pod on the host network may hold the port; pick another)", cfg.HealthAddr, err)
+		}
+		wg.Go(func() {
+			if err := health.Serve(bg, hl, h); err != nil {
+				log.Error("health server stopped; the kubelet's probes will fail", "addr", cfg.HealthAddr, "error", err)
+			}
+		})
+		log.Info("serving /livez, /readyz and /metrics", "addr", "http://"+cfg.HealthAddr)
+	}
+
 	log.Info("serving KMS v2 and v1beta1", "socket", cfg.SocketPath())
-	err = server.Serve(ctx, gs, l, cfg.ShutdownTimeout)
-	cancel()
-	wg.Wait()
-	if err != nil {
+	if err := server.Serve(ctx, gs, l, cfg.ShutdownTimeout); err != nil {
 		return fmt.Errorf("serve on %s: %w", cfg.SocketPath(), err)
 	}
 	log.Info("stopped")

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	kmsapi "k8s.io/kms/apis/v2"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	res, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+func waitStatus(t *testing.T, url string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		code, body := get(t, url)
+		if code == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d %q, want %d within %s", url, code, body, want, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// scrape parses /metrics and returns the value of the series name{labels}.
+func scrape(t *testing.T, base string) map[string]*dto.MetricFamily {
+	t.Helper()
+	_, body := get(t, base+"/metrics")
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return fams
+}
+
+func value(fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	f, ok := fams[name]
+	if !ok {
+		return -1
+	}
+next:
+	for _, m := range f.Metric {
+		got := map[string]string{}
+		for _, l := range m.Label {
+			got[l.GetName()] = l.GetValue()
+		}
+		for k, v := range labels {
+			if got[k] != v {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return 0
+}
+
+func TestLivenessIsNotReadiness(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{Persistent: true})
+	v.EnableTransit("transit", "kube")
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(t))
+	base := "http://" + addr
+	startPlugin(t, pluginEnv(v, sock, map[string]string{"VAULT_KMS_HEALTH_ADDR": addr, "VAULT_KMS_KEY_REFRESH_INTERVAL": "1s"}))
+	waitHealthy(t, sock)
+	waitStatus(t, base+"/livez", 200, 5*time.Second)
+	waitStatus(t, base+"/readyz", 200, 5*time.Second)
+
+	v.Stop()
+	// Within one refresh interval (1s) plus a Vault timeout, readiness drops.
+	waitStatus(t, base+"/readyz", 503, 4*time.Second)
+	if code, body := get(t, base+"/livez"); code != 200 {
+		t.Fatalf("/livez with Vault down: %d %s", code, body)
+	}
+	v.Start()
+	waitStatus(t, base+"/readyz", 200, 10*time.Second)
+}
+
+func TestMetricsMoveWithCalls(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(t))
+	base := "http://" + addr
+	startPlugin(t, pluginEnv(v, sock, map[string]string{"VAULT_KMS_HEALTH_ADDR": addr, "VAULT_KMS_KEY_REFRESH_INTERVAL": "1s"}))
+	waitHealthy(t, sock)
+	c := dial(t, sock)
+
+	encOK := map[string]string{"api": "v2", "method": "Encrypt", "code": "OK"}
+	decBad := map[string]string{"api": "v2", "method": "Decrypt", "code": "InvalidArgument"}
+	vaultEnc := map[string]string{"operation": "encrypt", "outcome": "ok"}
+	before := scrape(t, base)
+	for range 5 {
+		if _, err := c.Encrypt(context.Background(), &kmsapi.EncryptRequest{Plaintext: []byte("dek")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Decrypt(context.Background(), &kmsapi.DecryptRequest{Ciphertext: []byte("junk")})
+	after := scrape(t, base)
+
+	for _, tc := range []struct {
+		name   string
+		labels map[string]string
+		delta  float64
+	}{
+		{"vault_kms_plugin_grpc_requests_total", encOK, 5},
+		{"vault_kms_plugin_grpc_requests_total", decBad, 1},
+		{"vault_kms_plugin_grpc_request_duration_seconds", map[string]string{"api": "v2", "method": "Encrypt"}, 5},
+		{"vault_kms_plugin_vault_requests_total", vaultEnc, 5},
+		{"vault_kms_plugin_vault_request_duration_seconds", map[string]string{"operation": "encrypt"}, 5},
+	} {
+		if d := value(after, tc.name, tc.labels) - max(0, value(before, tc.name, tc.labels)); d != tc.delta {
+			t.Errorf("%s%v moved by %v, want %v", tc.name, tc.labels, d, tc.delta)
+		}
+	}
+	if got := value(after, "vault_kms_plugin_build_info", map[string]string{"version": "dev"}); got != 1 {
+		t.Errorf("build_info = %v", got)
+	}
+	if got := value(after, "vault_kms_plugin_key_version", nil); got != 1 {
+		t.Errorf("key_version = %v", got)
+	}
+	v.Rotate("transit", "kube")
+	deadline := time.Now().Add(5 * time.Second)
+	for value(scrape(t, base), "vault_kms_plugin_key_version", nil) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("key_version did not reach 2 after a rotation")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// No label may carry a key id or an error string.
+	for name, f := range after {
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if strings.Contains(l.GetValue(), "/v1/") || strings.Contains(l.GetValue(), " ") {
+					t.Errorf("%s has an unbounded label %s=%q", name, l.GetName(), l.GetValue())
+				}
+			}
+		}
+	}
+}
