@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -42,11 +43,14 @@ func probe(args []string, stdout, stderr io.Writer) int {
 	}
 	deadline := time.Now().Add(*wait)
 	for {
-		code := probeOnce(path, *api, *timeout, stdout, stderr)
+		// Only the last attempt's complaint is worth reading.
+		var errs bytes.Buffer
+		code := probeOnce(path, *api, *timeout, stdout, &errs)
 		if code != 1 || time.Now().After(deadline) {
+			_, _ = io.Copy(stderr, &errs)
 			return code
 		}
-		time.Sleep(2 * time.Second)
+		time.Sleep(time.Second)
 	}
 }
 
