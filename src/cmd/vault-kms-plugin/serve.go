@@ -21,7 +21,8 @@ import (
 
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := logging.New(logw, cfg.LogFormat, cfg.LogLevel)
-	client, err := vault.NewClient(cfg.VaultTimeout, 256)
+	m := metrics.New(version.Version)
+	client, err := vault.NewClient(cfg.VaultTimeout, 256, m.Transport)
 	if err != nil {
 		return err
 	}
@@ -32,10 +33,13 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		log.Warn("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the path can read every DEK. Set VAULT_CACERT instead.")
 	}
 
-	m := metrics.New(version.Version)
 	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, m)
 	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout)
-	svc := kms.New(m.Backend(transit), cfg.KeyNames, cfg.KeyRefreshInterval, log)
+	var backend kms.Backend = transit
+	if cfg.GroupCommit {
+		backend = vault.NewBatcher(transit, maxBatch)
+	}
+	svc := kms.New(backend, cfg.KeyNames, cfg.KeyRefreshInterval, log)
 	m.WatchKey(svc.KeyVersion)
 
 	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode())
@@ -75,6 +79,10 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log.Info("stopped")
 	return nil
 }
+
+// maxBatch bounds one transit batch: large enough for an apiserver's start-up
+// storm, small enough that one batch stays well inside the Vault timeout.
+const maxBatch = 512
 
 func loginFor(cfg *config.Config, envToken string) vault.Login {
 	switch cfg.AuthMethod {

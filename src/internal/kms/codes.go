@@ -34,6 +34,8 @@ func Code(err error) codes.Code {
 		return codes.Unavailable
 	case errors.Is(err, vault.ErrKeyNotFound):
 		return codes.FailedPrecondition
+	case errors.As(err, new(*vault.ItemError)):
+		return codes.InvalidArgument
 	case errors.As(err, &re):
 		switch {
 		case re.StatusCode == http.StatusForbidden:

@@ -36,7 +36,7 @@ func startPlugin(t *testing.T, v *testvault.Server, keys ...string) *plugin {
 	t.Helper()
 	t.Setenv("VAULT_ADDR", v.Addr)
 	t.Setenv("VAULT_TOKEN", v.RootToken)
-	c, err := vault.NewClient(2*time.Second, 8)
+	c, err := vault.NewClient(2*time.Second, 8, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

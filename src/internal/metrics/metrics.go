@@ -12,7 +12,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
 )
 
 const namespace = "vault_kms_plugin"
@@ -49,11 +52,11 @@ func New(version string) *Metrics {
 		}, []string{"api", "method"}),
 		vaultRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "vault_requests_total",
-			Help: "Requests to Vault transit, by operation and outcome.",
+			Help: "HTTP requests to Vault (a batch counts once), by operation and outcome.",
 		}, []string{"operation", "outcome"}),
 		vaultLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "vault_request_duration_seconds",
-			Help: "Latency of requests to Vault transit, by operation.", Buckets: latencyBuckets,
+			Help: "Latency of HTTP requests to Vault, by operation.", Buckets: latencyBuckets,
 		}, []string{"operation"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "vault_logins_total",
@@ -122,4 +125,24 @@ func (m *Metrics) TokenExpiry(t time.Time) {
 		return
 	}
 	m.tokenExpiry.Set(float64(t.Unix()))
+}
+
+// outcome is a bounded label for an error: the gRPC code it maps to, in
+// snake case ("ok", "unavailable", "permission_denied", ...).
+func outcome(err error) string {
+	c := kms.Code(err)
+	if c == codes.OK {
+		return "ok"
+	}
+	var b strings.Builder
+	for i, r := range c.String() {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 {
+				b.WriteByte('_')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

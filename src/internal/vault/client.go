@@ -13,7 +13,8 @@ import (
 // NewClient builds a Vault client from the standard VAULT_* variables.
 // maxConns sizes the idle pool: vault/api's default keeps only a handful of
 // idle connections, so concurrent calls would otherwise open new ones.
-func NewClient(timeout time.Duration, maxConns int) (*api.Client, error) {
+// wrap, if not nil, wraps the HTTP transport (to count requests).
+func NewClient(timeout time.Duration, maxConns int, wrap func(http.RoundTripper) http.RoundTripper) (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, fmt.Errorf("read VAULT_* settings: %w", cfg.Error)
@@ -25,6 +26,9 @@ func NewClient(timeout time.Duration, maxConns int) (*api.Client, error) {
 	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
 		t.MaxIdleConnsPerHost = maxConns
 		t.MaxIdleConns = maxConns
+	}
+	if wrap != nil {
+		cfg.HttpClient.Transport = wrap(cfg.HttpClient.Transport)
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {

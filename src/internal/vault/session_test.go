@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -56,7 +57,7 @@ func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit
 	if v.CACert != "" {
 		t.Setenv("VAULT_CACERT", v.CACert)
 	}
-	c, err := vault.NewClient(2*time.Second, 8)
+	c, err := vault.NewClient(2*time.Second, 8, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +72,8 @@ func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit
 	t.Cleanup(func() { cancel(); <-done })
 	return vault.NewTransit(s, "transit", 2*time.Second), s, obs, logs
 }
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -65,40 +65,62 @@ func (t *Transit) write(ctx context.Context, path string, body map[string]any) (
 
 // Encrypt encrypts plaintext with the given version of key.
 func (t *Transit) Encrypt(ctx context.Context, key string, version int, plaintext []byte) (string, error) {
-	body := map[string]any{"plaintext": base64.StdEncoding.EncodeToString(plaintext)}
-	if version > 0 {
-		body["key_version"] = version
-	}
-	data, err := t.write(ctx, t.mount+"/encrypt/"+key, body)
-	if err != nil {
-		return "", fmt.Errorf("encrypt with key %q version %d: %w", key, version, err)
-	}
-	ct, ok := data["ciphertext"].(string)
-	if !ok || ct == "" {
-		return "", fmt.Errorf("encrypt with key %q: Vault's answer has no ciphertext", key)
-	}
-	return ct, nil
+	return encrypt(ctx, t.one, key, version, plaintext)
 }
 
 // Decrypt decrypts a transit ciphertext ("vault:vN:...") with key.
 func (t *Transit) Decrypt(ctx context.Context, key string, ciphertext string) ([]byte, error) {
-	data, err := t.write(ctx, t.mount+"/decrypt/"+key, map[string]any{"ciphertext": ciphertext})
+	return decrypt(ctx, t.one, key, ciphertext)
+}
+
+// sender sends one encrypt or decrypt, alone or in a batch.
+type sender func(ctx context.Context, op, key string, version int, in string) (string, error)
+
+func encrypt(ctx context.Context, send sender, key string, version int, plaintext []byte) (string, error) {
+	ct, err := send(ctx, "encrypt", key, version, base64.StdEncoding.EncodeToString(plaintext))
+	if err != nil {
+		return "", fmt.Errorf("encrypt with key %q version %d: %w", key, version, err)
+	}
+	return ct, nil
+}
+
+func decrypt(ctx context.Context, send sender, key, ciphertext string) ([]byte, error) {
+	pt, err := send(ctx, "decrypt", key, 0, ciphertext)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt with key %q: %w", key, err)
 	}
-	return decodePlaintext(key, data)
-}
-
-func decodePlaintext(key string, data map[string]any) ([]byte, error) {
-	p, ok := data["plaintext"].(string)
-	if !ok {
-		return nil, fmt.Errorf("decrypt with key %q: Vault's answer has no plaintext", key)
-	}
-	b, err := base64.StdEncoding.DecodeString(p)
+	b, err := base64.StdEncoding.DecodeString(pt)
 	if err != nil {
 		return nil, fmt.Errorf("decrypt with key %q: Vault's plaintext is not base64", key)
 	}
 	return b, nil
+}
+
+// fields names the input and output of a transit operation.
+func fields(op string) (in, out string) {
+	if op == "decrypt" {
+		return "ciphertext", "plaintext"
+	}
+	return "plaintext", "ciphertext"
+}
+
+// one sends a single encrypt or decrypt: in is base64 plaintext or a
+// ciphertext, and so is the answer.
+func (t *Transit) one(ctx context.Context, op, key string, version int, in string) (string, error) {
+	inField, outField := fields(op)
+	body := map[string]any{inField: in}
+	if version > 0 {
+		body["key_version"] = version
+	}
+	data, err := t.write(ctx, t.mount+"/"+op+"/"+key, body)
+	if err != nil {
+		return "", err
+	}
+	out, ok := data[outField].(string)
+	if !ok || out == "" {
+		return "", fmt.Errorf("Vault's answer has no %s", outField)
+	}
+	return out, nil
 }
 
 // ReadKey reads key's metadata.
