@@ -67,10 +67,15 @@ func lookupSelf(ctx context.Context, c *api.Client, token string) (*api.Secret, 
 		return nil, fmt.Errorf("look up token: %w", err)
 	}
 	renewable, _ := s.TokenIsRenewable()
+	lease := int(ttl.Seconds())
+	if lease <= 0 && s.Data["expire_time"] != nil {
+		// Under a second left: not a token that never expires.
+		lease = 1
+	}
 	return &api.Secret{Auth: &api.SecretAuth{
 		ClientToken:   token,
 		Renewable:     renewable,
-		LeaseDuration: int(ttl.Seconds()),
+		LeaseDuration: lease,
 	}}, nil
 }
 
