@@ -25,6 +25,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch cmd {
 	case "serve":
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "vault-kms-plugin: serve takes no arguments (got %q): settings come from the environment, see --help\n", args)
+			return 2
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 		defer stop()
 		cfg, err := config.Load()
@@ -39,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "probe":
 		return probe(args, stdout, stderr)
+	case "doctor":
+		return runDoctor(args, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, version.Version)
 		return 0
@@ -57,6 +63,8 @@ func usage(w io.Writer) {
 Usage:
   vault-kms-plugin [serve]   serve the KMS API on VAULT_KMS_LISTEN
   vault-kms-plugin probe     call the plugin's Status on a socket (see probe --help)
+  vault-kms-plugin doctor    check Vault, auth, policy, keys and (-encryption-config FILE)
+                             the apiserver's EncryptionConfiguration; same environment as serve
   vault-kms-plugin version   print the version
 
 `, version.Version)

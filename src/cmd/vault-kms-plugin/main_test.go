@@ -142,6 +142,13 @@ func TestBadConfigurationStopsStartupNamingTheVariable(t *testing.T) {
 	}
 }
 
+func TestServeRejectsArguments(t *testing.T) {
+	var errb bytes.Buffer
+	if code := run([]string{"serve", "--log-level=debug"}, io.Discard, &errb); code != 2 || !strings.Contains(errb.String(), "settings come from the environment") {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+}
+
 func TestHelpListsEverySetting(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"--help"}, &out, io.Discard); code != 0 {

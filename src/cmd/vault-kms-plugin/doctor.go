@@ -1,0 +1,37 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/config"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/doctor"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
+)
+
+// runDoctor checks the setup with the server's own environment.
+func runDoctor(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	encCfg := fs.String("encryption-config", "", "EncryptionConfiguration file of kube-apiserver to check against this plugin")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL  %-22s %v\n", "configuration", err)
+		return 1
+	}
+	client, err := vault.NewClient(cfg.VaultTimeout, 4, nil)
+	if err != nil {
+		fmt.Fprintf(stdout, "FAIL  %-22s %v\n", "vault client", err)
+		return 1
+	}
+	d := &doctor.Doctor{Cfg: cfg, Client: client, Login: loginFor(cfg, client.Token()), EncryptionConfig: *encCfg}
+	if !doctor.Print(stdout, d.Run(context.Background())) {
+		return 1
+	}
+	return 0
+}

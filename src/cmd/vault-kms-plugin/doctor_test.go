@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
+)
+
+const goodEncryptionConfig = `apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - kms:
+          apiVersion: v2
+          name: vault
+          endpoint: unix:///var/run/kmsplugin/socket.sock
+          timeout: 3s
+      - identity: {}
+`
+
+func runDoctorWith(t *testing.T, env map[string]string, encCfg string) (int, string) {
+	t.Helper()
+	for _, k := range []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_KMS_KEY_NAMES", "VAULT_KMS_LISTEN", "VAULT_KMS_AUTH_METHOD"} {
+		t.Setenv(k, "") // restored after the test
+		os.Unsetenv(k)
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	args := []string{"doctor"}
+	if encCfg != "" {
+		f := filepath.Join(t.TempDir(), "enc.yaml")
+		os.WriteFile(f, []byte(encCfg), 0o600)
+		args = append(args, "-encryption-config", f)
+	}
+	var out bytes.Buffer
+	code := run(args, &out, &out)
+	return code, out.String()
+}
+
+func TestDoctor(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{Persistent: true})
+	v.EnableTransit("transit", "kube", "deletable")
+	v.Write("transit/keys/deletable/config", map[string]any{"deletion_allowed": true})
+	v.Policy("good", testvault.KMSPolicy("transit", "kube"))
+	v.Policy("no-decrypt", `path "transit/encrypt/kube" { capabilities = ["update"] }
+path "transit/keys/kube" { capabilities = ["read"] }`)
+	v.Policy("create", testvault.KMSPolicy("transit", "kube")+`path "transit/encrypt/*" { capabilities = ["create", "update"] }`)
+	v.Policy("deletable", testvault.KMSPolicy("transit", "deletable"))
+	v.Policy("missing", testvault.KMSPolicy("transit", "nosuchkey"))
+	token := func(policy string) string {
+		return v.Token(&api.TokenCreateRequest{Policies: []string{policy}, TTL: "1h"})
+	}
+	env := func(policy, key string) map[string]string {
+		return map[string]string{"VAULT_ADDR": v.Addr, "VAULT_TOKEN": token(policy), "VAULT_KMS_KEY_NAMES": key}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		env    map[string]string
+		encCfg string
+		code   int
+		want   []string
+	}{
+		{"correct setup", env("good", "kube"), goodEncryptionConfig, 0,
+			[]string{"PASS  vault reachable", "PASS  auth", "PASS  policy kube", "PASS  key kube", "PASS  round trip", "PASS  encryption config secrets"}},
+		{"wrong address", map[string]string{"VAULT_ADDR": fmt.Sprintf("http://127.0.0.1:%d", testvault.FreePort(t)), "VAULT_TOKEN": "x", "VAULT_KMS_KEY_NAMES": "kube"}, "", 1,
+			[]string{"FAIL  vault reachable", "connection refused", "fix: check VAULT_ADDR"}},
+		{"missing key", env("missing", "nosuchkey"), "", 1,
+			[]string{"FAIL  key nosuchkey", "fix: create it: vault write -f transit/keys/nosuchkey"}},
+		{"policy without decrypt", env("no-decrypt", "kube"), "", 1,
+			[]string{"FAIL  policy kube", "lacks update on transit/decrypt/kube", `path "transit/decrypt/kube"`}},
+		{"policy with create on encrypt", env("create", "kube"), "", 0,
+			[]string{"WARN  policy kube", "transit/encrypt/kube-mistyped (create: a mistyped key name would silently create a new key)"}},
+		{"deletable key", env("deletable", "deletable"), "", 1,
+			[]string{"FAIL  key deletable", "deletion_allowed is true", "deletion_allowed=false"}},
+		{"encryption config v1", env("good", "kube"), strings.Replace(goodEncryptionConfig, "apiVersion: v2", "cachesize: 1000", 1), 1,
+			[]string{"FAIL  encryption config secrets", "uses KMS v1", "set apiVersion: v2"}},
+		{"encryption config wrong socket", env("good", "kube"), strings.Replace(goodEncryptionConfig, "kmsplugin/socket.sock", "kms/other.sock", 1), 1,
+			[]string{"FAIL  encryption config", "no kms provider has endpoint unix:///var/run/kmsplugin/socket.sock"}},
+		{"identity first", env("good", "kube"), strings.Replace(strings.Replace(goodEncryptionConfig, "      - identity: {}\n", "", 1), "    providers:\n", "    providers:\n      - identity: {}\n", 1), 1,
+			[]string{"identity {} comes before the kms provider"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := runDoctorWith(t, tc.env, tc.encCfg)
+			if code != tc.code {
+				t.Errorf("exit %d, want %d", code, tc.code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q", w)
+				}
+			}
+			if t.Failed() {
+				t.Logf("doctor said:\n%s", out)
+			}
+		})
+	}
+
+	t.Run("sealed", func(t *testing.T) {
+		e := env("good", "kube")
+		v.Seal()
+		defer v.Unseal()
+		code, out := runDoctorWith(t, e, "")
+		if code != 1 || !strings.Contains(out, "FAIL  vault unsealed") || !strings.Contains(out, "is sealed") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+	})
+}
