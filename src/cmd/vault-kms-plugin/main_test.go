@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,21 +40,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuf) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 type proc struct {
 	cmd  *exec.Cmd
-	logs *lockedBuf
+	logs *testvault.Buffer
 	done chan struct{}
 	err  error
 }
@@ -68,7 +55,7 @@ func startPlugin(t *testing.T, env map[string]string) *proc {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{cmd: cmd, logs: &lockedBuf{}, done: make(chan struct{})}
+	p := &proc{cmd: cmd, logs: &testvault.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

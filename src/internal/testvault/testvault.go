@@ -28,7 +28,7 @@ type Server struct {
 
 	t         testing.TB
 	cmd       *exec.Cmd
-	log       *syncBuffer
+	log       *Buffer
 	unsealKey string
 	args      []string
 	exited    chan struct{}
@@ -124,7 +124,7 @@ api_addr = "http://%s"
 // persistent one that was initialised before).
 func (s *Server) Start() {
 	s.t.Helper()
-	s.log = &syncBuffer{}
+	s.log = &Buffer{}
 	s.cmd = exec.Command(Bin(s.t), s.args...)
 	s.cmd.Env = append(os.Environ(), "HOME="+s.Dir, "VAULT_ADDR=", "VAULT_TOKEN=")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -311,20 +311,20 @@ func KMSPolicy(mount string, keys ...string) string {
 	return b.String()
 }
 
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads at once.
-type syncBuffer struct {
+// Buffer is a bytes.Buffer safe for a process's writes and a test's reads
+// at once.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()

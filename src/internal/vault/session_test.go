@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -41,16 +40,8 @@ func (o *countingObserver) Login(err error) {
 func (o *countingObserver) Renew(err error)       { o.renews.Add(1) }
 func (o *countingObserver) TokenExpiry(time.Time) {}
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 // start runs a session against v with login and returns its transit calls.
-func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit, *vault.Session, *countingObserver, *logBuf) {
+func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit, *vault.Session, *countingObserver, *testvault.Buffer) {
 	t.Helper()
 	t.Setenv("VAULT_ADDR", v.Addr)
 	t.Setenv("VAULT_TOKEN", "")
@@ -61,7 +52,7 @@ func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuf{}
+	logs := &testvault.Buffer{}
 	obs := &countingObserver{}
 	s := vault.NewSession(c, login, 2*time.Second, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), obs)
 	s.PollInterval = 100 * time.Millisecond
