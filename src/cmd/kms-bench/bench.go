@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"time"
+)
+
+// pathID names a measured path.
+type pathID struct {
+	api   string // apiDirect, apiHop, apiV2 or apiV1
+	kind  string // "encrypt" or "decrypt"
+	group string // "on" or "off" for the plugin, "" otherwise
+}
+
+const (
+	apiDirect = "direct"
+	apiHop    = "hop"
+	apiV2     = "v2"
+	apiV1     = "v1"
+)
+
+// path is a measured path: open gives its call at a concurrency and what
+// to release afterwards.
+type path struct {
+	id     pathID
+	plugin *plugin // nil when the plugin is not involved
+	open   func(c int) (call, func(), error)
+}
+
+// cost is what a measurement window cost besides time.
+type cost struct {
+	vaultReqs int64         // requests in Vault's audit log
+	vaultCPU  time.Duration // Vault's CPU time
+	pluginCPU time.Duration // the plugin's CPU time (0 without one)
+	maxRSS    int64         // the plugin's largest sampled VmRSS
+}
+
+// point is one path measured at one concurrency.
+type point struct {
+	id  pathID
+	c   int
+	res result
+	cost
+}
+
+// pluginRun is what is measured about one plugin process.
+type pluginRun struct {
+	p          *plugin
+	hwm        map[int]int64 // VmHWM after each concurrency level
+	storm      result
+	stormCost  cost
+	status     result
+	statusCost cost
+	cpu        time.Duration // over the whole process
+	peak       int64         // VmHWM over the whole process
+}
+
+// bench holds what the measurements share.
+type bench struct {
+	o       *options
+	v       *vaultServer
+	out     io.Writer
+	pts     [][]byte            // random 32-byte DEKs
+	pools   map[pathID][]sealed // ciphertexts of pts for each decrypt path
+	paths   []path
+	points  []point
+	plugins []*pluginRun
+}
+
+func (b *bench) load(workers int) load {
+	return load{workers: workers, dur: b.o.dur, count: b.o.count, timeout: b.o.timeout}
+}
+
+// prepare makes the inputs: plaintexts, and ciphertexts for every decrypt
+// path made by that path's own encrypt.
+func (b *bench) prepare(ctx context.Context, hop codec) error {
+	b.pts = make([][]byte, b.o.pool)
+	for i := range b.pts {
+		b.pts[i] = make([]byte, 32)
+		_, _ = rand.Read(b.pts[i])
+	}
+	b.pools = map[pathID][]sealed{}
+	seal := func(id pathID, c codec) error {
+		pool, err := sealPool(ctx, c, b.pts, b.o.pool, 32, b.o.timeout)
+		b.pools[id] = pool
+		return err
+	}
+	dc, release, err := b.directCodec(32)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if err := seal(pathID{apiDirect, "decrypt", ""}, dc); err != nil {
+		return fmt.Errorf("direct transit: %w", err)
+	}
+	b.addPath(pathID{apiDirect, "encrypt", ""}, nil, b.directCodec)
+	b.addPath(pathID{apiDirect, "decrypt", ""}, nil, b.directCodec)
+	b.addPath(pathID{apiHop, "encrypt", ""}, nil, fixed(hop))
+	for _, pr := range b.plugins {
+		p := pr.p
+		for _, x := range []struct {
+			api string
+			c   codec
+		}{{apiV2, kmsV2{p.v2}}, {apiV1, kmsV1{p.v1}}} {
+			if err := seal(pathID{x.api, "decrypt", p.group()}, x.c); err != nil {
+				return fmt.Errorf("%s %s: %w", p.label(), x.api, err)
+			}
+			b.addPath(pathID{x.api, "encrypt", p.group()}, p, fixed(x.c))
+			b.addPath(pathID{x.api, "decrypt", p.group()}, p, fixed(x.c))
+		}
+	}
+	return b.v.audit.reset()
+}
+
+func (b *bench) directCodec(c int) (codec, func(), error) {
+	cl, err := b.v.client(c, b.o.timeout)
+	if err != nil {
+		return nil, nil, err
+	}
+	return direct{cl}, func() { cl.CloneConfig().HttpClient.CloseIdleConnections() }, nil
+}
+
+// fixed is a codec that does not depend on the concurrency.
+func fixed(c codec) func(int) (codec, func(), error) {
+	return func(int) (codec, func(), error) { return c, func() {}, nil }
+}
+
+func (b *bench) addPath(id pathID, p *plugin, newCodec func(int) (codec, func(), error)) {
+	b.paths = append(b.paths, path{id: id, plugin: p, open: func(c int) (call, func(), error) {
+		cd, release, err := newCodec(c)
+		if err != nil {
+			return nil, nil, err
+		}
+		if id.kind == "encrypt" {
+			return encryptCall(cd, b.pts), release, nil
+		}
+		return decryptCall(cd, b.pools[id]), release, nil
+	}})
+}
+
+// measure runs l with f and records what the window cost. With quiet > 0
+// it first and last waits until Vault's audit log has been still that long.
+func (b *bench) measure(ctx context.Context, p *plugin, l load, f call, quiet time.Duration) (result, cost, error) {
+	var c cost
+	settle := func() error {
+		if quiet > 0 {
+			_, err := b.v.audit.settle(ctx, quiet, 30*time.Second)
+			return err
+		}
+		return nil
+	}
+	if err := settle(); err != nil {
+		return result{}, c, err
+	}
+	a0, err := b.v.audit.requests()
+	if err != nil {
+		return result{}, c, err
+	}
+	v0, _ := procCPU(b.v.proc.pid())
+	var p0 time.Duration
+	stopRSS := func() int64 { return 0 }
+	if p != nil {
+		p0, _ = procCPU(p.proc.pid())
+		stopRSS = sampleRSS(p.proc.pid(), 50*time.Millisecond)
+	}
+	res, err := l.run(ctx, f)
+	c.maxRSS = stopRSS()
+	if err != nil {
+		return res, c, err
+	}
+	if err := settle(); err != nil {
+		return res, c, err
+	}
+	a1, err := b.v.audit.requests()
+	if err != nil {
+		return res, c, err
+	}
+	v1, _ := procCPU(b.v.proc.pid())
+	c.vaultReqs, c.vaultCPU = a1-a0, v1-v0
+	if p != nil {
+		p1, err := procCPU(p.proc.pid())
+		if err != nil {
+			return res, c, fmt.Errorf("%s: %w\n%s", p.label(), err, p.proc.tail(20))
+		}
+		c.pluginCPU = p1 - p0
+	}
+	return res, c, b.v.audit.reset()
+}
+
+// level measures every path at concurrency c, then notes each plugin's
+// peak RSS so far (levels run in the order given, lowest first by default).
+func (b *bench) level(ctx context.Context, c int) error {
+	for _, pa := range b.paths {
+		f, release, err := pa.open(c)
+		if err != nil {
+			return err
+		}
+		if b.o.warmup > 0 {
+			_, err = load{workers: c, dur: b.o.warmup, timeout: b.o.timeout}.run(ctx, f)
+		}
+		var pt point
+		if err == nil {
+			pt = point{id: pa.id, c: c}
+			pt.res, pt.cost, err = b.measure(ctx, pa.plugin, b.load(c), f, 0)
+		}
+		release()
+		if err != nil {
+			return fmt.Errorf("%s at c=%d: %w", pathName(pa.id), c, err)
+		}
+		b.points = append(b.points, pt)
+		fmt.Fprintf(b.out, "c=%-4d %-34s p50 %9s  p99 %9s  %8.0f ops/s  %5.2f Vault req/op%s\n",
+			c, pathName(pa.id), fmtDur(pt.res.pct(0.5)), fmtDur(pt.res.pct(0.99)), pt.res.rate(),
+			perOp(pt.vaultReqs, pt.res), errNote(pt.res))
+	}
+	for _, pr := range b.plugins {
+		_, hwm, err := pr.p.usage()
+		if err != nil {
+			return err
+		}
+		pr.hwm[c] = hwm
+	}
+	return nil
+}
+
+// storm decrypts o.storm distinct v1 ciphertexts, made beforehand through
+// the same plugin, with o.stormWorkers callers: an apiserver starting up.
+func (b *bench) storm(ctx context.Context, pr *pluginRun) error {
+	c := kmsV1{pr.p.v1}
+	pool, err := sealPool(ctx, c, b.pts, b.o.storm, 64, b.o.timeout)
+	if err != nil {
+		return fmt.Errorf("storm ciphertexts (%s): %w", pr.p.label(), err)
+	}
+	if err := b.v.audit.reset(); err != nil {
+		return err
+	}
+	l := load{workers: b.o.stormWorkers, count: b.o.storm, timeout: b.o.timeout}
+	pr.storm, pr.stormCost, err = b.measure(ctx, pr.p, l, decryptCall(c, pool), 0)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.out, "decrypt storm (%s): %d decrypts by %d callers in %s, %d Vault requests%s\n",
+		pr.p.label(), b.o.storm, b.o.stormWorkers, fmtDur(pr.storm.elapsed), pr.stormCost.vaultReqs, errNote(pr.storm))
+	return nil
+}
+
+// statusCost counts the Vault requests o.status Status calls cause once
+// the plugin is idle.
+func (b *bench) statusCost(ctx context.Context, pr *pluginRun) error {
+	var err error
+	l := load{workers: 1, count: b.o.status, timeout: b.o.timeout}
+	pr.status, pr.statusCost, err = b.measure(ctx, pr.p, l, pr.p.status, time.Second)
+	if err != nil {
+		return err
+	}
+	if pr.status.errs > 0 {
+		return fmt.Errorf("status calls (%s): %d failed, first: %w", pr.p.label(), pr.status.errs, pr.status.firstErr)
+	}
+	fmt.Fprintf(b.out, "Status (%s): %d calls, %d Vault requests\n", pr.p.label(), b.o.status, pr.statusCost.vaultReqs)
+	return nil
+}

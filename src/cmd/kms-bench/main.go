@@ -1,0 +1,131 @@
+// Command kms-bench measures vault-kms-plugin side by side with Vault
+// transit itself, on one machine, in one run, and writes BENCHMARKS.md.
+//
+// It starts a Vault dev server from the test bed (bin/vault), builds and
+// starts the plugin twice (group commit on and off), and measures direct
+// transit calls, a bare gRPC hop, and the plugin's KMS v2 and v1 APIs at
+// several concurrencies, a decrypt storm, the Vault cost of Status, and the
+// plugin's memory and CPU. All traffic stays on 127.0.0.1.
+//
+//	go run ./src/cmd/kms-bench -out BENCHMARKS.md   (what `make bench` runs)
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	out          string
+	levels       []int
+	dur          time.Duration // measured window of each point
+	count        int           // if > 0, calls per point instead of dur
+	warmup       time.Duration
+	timeout      time.Duration // per call
+	storm        int
+	stormWorkers int
+	status       int
+	pool         int      // distinct inputs cycled through by each path
+	pluginEnv    []string // extra KEY=VALUE for both plugin processes
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 2 && args[0] == "-serve-hop" {
+		if err := serveHop(args[1]); err != nil {
+			fmt.Fprintf(stderr, "kms-bench hop: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var cl cleanups
+	defer cl.run()
+	if err := benchmark(ctx, o, &cl, stdout); err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		fmt.Fprintf(stderr, "kms-bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("kms-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	levels := fs.String("c", "1,16,128,512", "concurrency levels, comma-separated")
+	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown report to write")
+	fs.DurationVar(&o.dur, "d", 3*time.Second, "measured duration of each point")
+	fs.IntVar(&o.count, "n", 0, "measured calls per point (overrides -d when > 0)")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each point")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of each call")
+	fs.IntVar(&o.storm, "storm", 10000, "distinct v1 ciphertexts in the decrypt storm")
+	fs.IntVar(&o.stormWorkers, "storm-workers", 256, "concurrent callers of the decrypt storm")
+	fs.IntVar(&o.status, "status", 1000, "Status calls whose Vault requests are counted")
+	fs.IntVar(&o.pool, "pool", 1024, "distinct plaintexts and ciphertexts each path cycles through")
+	fs.Func("plugin-env", "extra `KEY=VALUE` in the plugins' environment, e.g. GOMAXPROCS=1 (repeatable; shown in the report)", func(kv string) error {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("%q is not KEY=VALUE", kv)
+		}
+		o.pluginEnv = append(o.pluginEnv, kv)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	bad := func(format string, a ...any) error {
+		err := fmt.Errorf(format, a...)
+		fmt.Fprintf(stderr, "kms-bench: %v\n", err)
+		return err
+	}
+	if fs.NArg() > 0 {
+		return nil, bad("unexpected arguments %q", fs.Args())
+	}
+	for f := range strings.SplitSeq(*levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, bad("-c: %q is not a positive concurrency", f)
+		}
+		o.levels = append(o.levels, n)
+	}
+	switch {
+	case o.dur <= 0 && o.count <= 0:
+		return nil, bad("-d or -n must be positive")
+	case o.timeout <= 0:
+		return nil, bad("-timeout must be positive")
+	case o.storm < 1 || o.stormWorkers < 1 || o.status < 1 || o.pool < 1:
+		return nil, bad("-storm, -storm-workers, -status and -pool must be positive")
+	}
+	return o, nil
+}
+
+// cleanups runs registered functions in reverse order, also after an error
+// or an interrupt.
+type cleanups []func()
+
+func (c *cleanups) add(f func()) { *c = append(*c, f) }
+
+func (c *cleanups) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}

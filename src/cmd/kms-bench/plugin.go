@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	v1beta1 "k8s.io/kms/apis/v1beta1"
+	kmsapi "k8s.io/kms/apis/v2"
+)
+
+// plugin is a running vault-kms-plugin and one connection to its socket.
+type plugin struct {
+	groupCommit bool
+	sock        string
+	proc        *proc
+	conn        *grpc.ClientConn
+	v2          kmsapi.KeyManagementServiceClient
+	v1          v1beta1.KeyManagementServiceClient
+}
+
+// group is "on" or "off".
+func (p *plugin) group() string {
+	if p.groupCommit {
+		return "on"
+	}
+	return "off"
+}
+
+func (p *plugin) label() string { return "group commit " + p.group() }
+
+// buildPlugin builds the plugin as `make build` does, into tmp/ of the repo.
+func buildPlugin(ctx context.Context, root string) (string, error) {
+	bin := filepath.Join(root, "tmp", "vault-kms-plugin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./src/cmd/vault-kms-plugin")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the plugin: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// startPlugin starts the plugin on dir/kms.sock against v and waits until
+// its own probe says it is healthy. The key is refreshed hourly so that
+// the only Vault requests in the Status window are those Status causes.
+func startPlugin(ctx context.Context, bin string, v *vaultServer, dir string, groupCommit bool, extraEnv []string, cl *cleanups) (*plugin, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &plugin{groupCommit: groupCommit, sock: filepath.Join(dir, "kms.sock")}
+	endpoint := "unix://" + p.sock
+	var err error
+	env := append([]string{
+		"VAULT_ADDR=" + v.addr,
+		"VAULT_TOKEN=" + v.token,
+		"VAULT_KMS_KEY_NAMES=" + keyName,
+		"VAULT_KMS_LISTEN=" + endpoint,
+		"VAULT_KMS_HEALTH_ADDR=",
+		"VAULT_KMS_LOG_LEVEL=warn",
+		"VAULT_KMS_GROUP_COMMIT=" + strconv.FormatBool(groupCommit),
+		"VAULT_KMS_KEY_REFRESH_INTERVAL=1h",
+	}, extraEnv...)
+	p.proc, err = startProc("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), childEnv(env...), bin)
+	if err != nil {
+		return nil, err
+	}
+	cl.add(p.proc.stop)
+	probe := exec.CommandContext(ctx, bin, "probe", "-endpoint", endpoint, "-wait", "20s")
+	probe.Env = childEnv()
+	if out, err := probe.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("%s is not healthy: %v: %s\n%s", p.proc.name, err, out, p.proc.tail(20))
+	}
+	if p.conn, err = dialUnix(p.sock); err != nil {
+		return nil, err
+	}
+	cl.add(func() { p.conn.Close() })
+	p.v2 = kmsapi.NewKeyManagementServiceClient(p.conn)
+	p.v1 = v1beta1.NewKeyManagementServiceClient(p.conn)
+	return p, nil
+}
+
+// usage is the plugin's CPU time so far and its peak RSS.
+func (p *plugin) usage() (cpu time.Duration, hwm int64, err error) {
+	if p.proc.exited() {
+		return 0, 0, fmt.Errorf("%s exited\n%s", p.proc.name, p.proc.tail(20))
+	}
+	if cpu, err = procCPU(p.proc.pid()); err != nil {
+		return 0, 0, err
+	}
+	_, hwm, err = procMem(p.proc.pid())
+	return cpu, hwm, err
+}
+
+// status is one KMS v2 Status call.
+func (p *plugin) status(ctx context.Context, _ int) error {
+	res, err := p.v2.Status(ctx, &kmsapi.StatusRequest{})
+	if err == nil && res.Healthz != "ok" {
+		err = fmt.Errorf("healthz %q", res.Healthz)
+	}
+	return err
+}
