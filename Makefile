@@ -8,7 +8,7 @@ PKG      := github.com/vault-kms-plugin/vault-kms-plugin
 LDFLAGS  := -s -w -X $(PKG)/src/internal/version.Version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: help build build-all testbed test test-unit test-apiserver-code e2e demo bench lint clean
+.PHONY: help build build-all image image-push testbed test test-unit test-apiserver-code e2e demo bench lint clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -23,6 +23,23 @@ build-all: ## Cross-build static binaries for every release platform into bin/di
 	    -o bin/dist/vault-kms-plugin-$$os-$$arch ./src/cmd/vault-kms-plugin; \
 	  echo "bin/dist/vault-kms-plugin-$$os-$$arch"; \
 	done
+
+# A multi-platform build needs a buildx builder that can hold one (the
+# docker-container driver: `docker buildx create --use`). Without an output
+# the result stays in the builder's cache, which proves that it builds;
+# IMAGE_OUTPUT=--push pushes it, IMAGE_OUTPUT='--output type=oci,dest=bin/image.tar'
+# writes an OCI archive. The release workflow builds the same way.
+image image-push: IMAGE ?= ghcr.io/vault-kms-plugin/vault-kms-plugin
+image image-push: IMAGE_OUTPUT ?=
+image: ## Build the image for every release platform with docker buildx, tagged with VERSION.
+	docker buildx build --platform $(shell echo $(PLATFORMS) | tr ' ' ,) \
+	  -f images/vault-kms-plugin/Dockerfile \
+	  --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  -t $(IMAGE):$(VERSION) $(IMAGE_OUTPUT) .
+
+image-push: ## Build the image as `make image` does and push it (docker login first).
+	$(MAKE) image IMAGE=$(IMAGE) IMAGE_OUTPUT=--push
 
 testbed: ## Build the real Vault used by the tests (cached; rebuilt only when its pin changes).
 	scripts/testbed.sh --adopt vault

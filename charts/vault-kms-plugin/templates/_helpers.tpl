@@ -155,7 +155,116 @@ renamed over it, as Vault Agent does; a directory mount sees the new one.
 {{- if eq .Values.auth.method "approle" }}
 {{- $dirs = append $dirs (dir .Values.auth.approle.secretIdFile) }}
 {{- end }}
+{{- if and .Values.staticPod.enabled (eq .Values.auth.method "kubernetes") }}
+{{- $dirs = append $dirs (dir (include "vault-kms-plugin.jwtFile" .)) }}
+{{- end }}
 {{- uniq $dirs | toJson }}
+{{- end }}
+
+{{/*
+auth.kubernetes.jwtFile, or "" when auth.kubernetes is not set at all.
+*/}}
+{{- define "vault-kms-plugin.jwtFile" -}}
+{{- (.Values.auth.kubernetes | default dict).jwtFile | default "" }}
+{{- end }}
+
+{{/*
+The plugin's settings as the environment variables the binary reads
+(`vault-kms-plugin --help` lists them), one `NAME: "value"` line each. The
+DaemonSet gets them from the ConfigMap, the static pod inline. Call it with
+(dict "root" $ "static" <bool>): the static pod differs in two variables
+only, the health address (the node's loopback, since it shares the node's
+network) and the service-account JWT (a file on the node, since a static pod
+has no projected token).
+*/}}
+{{- define "vault-kms-plugin.env" -}}
+{{- $static := .static }}
+{{- with .root -}}
+VAULT_ADDR: {{ .Values.addr | quote }}
+VAULT_KMS_KEY_NAMES: {{ join "," .Values.keyNames | quote }}
+VAULT_KMS_TRANSIT_PATH: {{ .Values.transitPath | quote }}
+VAULT_KMS_LISTEN: {{ include "vault-kms-plugin.endpoint" . | quote }}
+{{- if $static }}
+VAULT_KMS_HEALTH_ADDR: {{ printf "127.0.0.1:%d" (int .Values.health.port) | quote }}
+{{- else }}
+VAULT_KMS_HEALTH_ADDR: {{ printf ":%d" (int .Values.health.port) | quote }}
+{{- end }}
+VAULT_KMS_LOG_LEVEL: {{ .Values.logLevel | quote }}
+VAULT_KMS_LOG_FORMAT: {{ .Values.logFormat | quote }}
+VAULT_KMS_AUTH_METHOD: {{ .Values.auth.method | quote }}
+{{- with .Values.auth.mount }}
+VAULT_KMS_AUTH_MOUNT: {{ . | quote }}
+{{- end }}
+{{- if eq .Values.auth.method "kubernetes" }}
+VAULT_KMS_AUTH_ROLE: {{ .Values.auth.role | quote }}
+{{- if $static }}
+VAULT_KMS_SA_TOKEN_FILE: {{ include "vault-kms-plugin.jwtFile" . | quote }}
+{{- else }}
+VAULT_KMS_SA_TOKEN_FILE: {{ printf "%s/token" (include "vault-kms-plugin.saTokenDir" .) | quote }}
+{{- end }}
+{{- else if eq .Values.auth.method "approle" }}
+VAULT_KMS_APPROLE_ROLE_ID: {{ .Values.auth.approle.roleId | quote }}
+VAULT_KMS_APPROLE_SECRET_ID_FILE: {{ .Values.auth.approle.secretIdFile | quote }}
+{{- else if eq .Values.auth.method "token" }}
+VAULT_KMS_TOKEN_FILE: {{ .Values.auth.token.tokenFile | quote }}
+{{- else if eq .Values.auth.method "cert" }}
+{{- with .Values.auth.role }}
+VAULT_KMS_AUTH_ROLE: {{ . | quote }}
+{{- end }}
+VAULT_CLIENT_CERT: {{ .Values.auth.cert.certFile | quote }}
+VAULT_CLIENT_KEY: {{ .Values.auth.cert.keyFile | quote }}
+{{- end }}
+{{- with include "vault-kms-plugin.caCertPath" . }}
+VAULT_CACERT: {{ . | quote }}
+{{- end }}
+{{- with .Values.tlsServerName }}
+VAULT_TLS_SERVER_NAME: {{ . | quote }}
+{{- end }}
+{{- if .Values.tlsSkipVerify }}
+VAULT_SKIP_VERIFY: "true"
+{{- end }}
+{{- with .Values.vaultNamespace }}
+VAULT_NAMESPACE: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses values the DaemonSet cannot honour.
+*/}}
+{{- define "vault-kms-plugin.checkDaemonSet" -}}
+{{- if include "vault-kms-plugin.jwtFile" . }}
+{{- fail "auth.kubernetes.jwtFile is for the static pod only (staticPod.enabled): the DaemonSet logs in with its own projected service-account token. Remove it." }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses values a static pod cannot honour. A static pod is started by the
+kubelet from a file, before and without the apiserver: it can reference no
+API object (no ServiceAccount, ConfigMap or Secret).
+*/}}
+{{- define "vault-kms-plugin.checkStaticPod" -}}
+{{- if and (eq .Values.auth.method "kubernetes") (not (include "vault-kms-plugin.jwtFile" .)) }}
+{{- fail "staticPod.enabled with auth.method kubernetes needs auth.kubernetes.jwtFile, a file on the node holding the JWT to log in with: a static pod has no service-account token. Or use auth.method approle or token, which need nothing from the cluster." }}
+{{- end }}
+{{- if .Values.caBundle }}
+{{- fail "staticPod.enabled: caBundle is shipped in a ConfigMap, which a static pod cannot mount. Put the CA in a file on each control-plane node and set ca-cert to its path." }}
+{{- end }}
+{{- if .Values.imagePullSecrets }}
+{{- fail "staticPod.enabled: imagePullSecrets name Secrets, which a static pod cannot use. Make the image pullable anonymously or pre-pull it on the node." }}
+{{- end }}
+{{- range $v := .Values.extraVolumes }}
+{{- range $k := list "configMap" "secret" "projected" "persistentVolumeClaim" "ephemeral" }}
+{{- if hasKey $v $k }}
+{{- fail (printf "staticPod.enabled: extraVolumes %q is a %s volume, which a static pod cannot use: use a hostPath or an emptyDir." $v.name $k) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- range $e := .Values.extraEnv }}
+{{- if and $e.valueFrom (or (hasKey $e.valueFrom "configMapKeyRef") (hasKey $e.valueFrom "secretKeyRef")) }}
+{{- fail (printf "staticPod.enabled: extraEnv %s comes from a ConfigMap or a Secret, which a static pod cannot read: give its value inline." $e.name) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*

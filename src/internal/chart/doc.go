@@ -5,4 +5,10 @@
 // configuration code accepts. Refresh the golden files with
 //
 //	go test ./src/internal/chart -update
+//
+// They also hold what ships the chart together with the plugin: the static
+// pod the chart renders, upgrades from the released charts kept in
+// testdata/released, and the agreement of the image's Dockerfile, the
+// Makefile, the release workflow and docs/platforms.md with the chart, go.mod
+// and VERSION (the image itself is built only where Docker is).
 package chart

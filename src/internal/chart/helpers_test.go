@@ -113,10 +113,23 @@ type object struct {
 
 func render(t testing.TB, vals map[string]any) *rendered {
 	t.Helper()
-	rel, err := install(loadChart(t), vals, kubeVersion)
+	return renderChart(t, loadChart(t), vals)
+}
+
+// renderChart is render for any chart, such as a released one.
+func renderChart(t testing.TB, c *chart.Chart, vals map[string]any) *rendered {
+	t.Helper()
+	rel, err := install(c, vals, kubeVersion)
 	if err != nil {
-		t.Fatalf("render: %v", err)
+		t.Fatalf("render %s %s: %v", c.Name(), c.Metadata.Version, err)
 	}
+	return decodeRelease(t, rel)
+}
+
+// decodeRelease decodes every object of a release, hooks included,
+// strictly.
+func decodeRelease(t testing.TB, rel *release.Release) *rendered {
+	t.Helper()
 	r := &rendered{rel: rel}
 	docs := splitManifest(rel.Manifest)
 	for _, h := range rel.Hooks {

@@ -105,23 +105,36 @@ func TestCIAgreesWithChart(t *testing.T) {
 	}
 }
 
-// TestWorkflowPinsActions: every action the chart workflow uses is pinned
-// by full commit SHA, with the tag in a comment.
+// TestWorkflowPinsActions: every action every workflow uses is pinned by
+// full commit SHA, with the tag in a comment.
 func TestWorkflowPinsActions(t *testing.T) {
-	path := filepath.Join(repoRoot(t), ".github", "workflows", "chart.yaml")
-	var wf map[string]any
-	readYAML(t, path, &wf)
-	data, _ := os.ReadFile(path)
-	uses := regexp.MustCompile(`(?m)^\s*(?:- )?uses:\s*(\S+)(.*)$`).FindAllStringSubmatch(string(data), -1)
-	if len(uses) == 0 {
-		t.Fatal("no uses: in the workflow")
+	workflows, err := filepath.Glob(filepath.Join(repoRoot(t), ".github", "workflows", "*.y*ml"))
+	if err != nil || len(workflows) < 2 {
+		t.Fatalf("workflows %v (%v): want at least chart.yaml and release.yaml", workflows, err)
 	}
 	pinned := regexp.MustCompile(`^[\w.-]+/[\w.-]+@[0-9a-f]{40}$`)
-	for _, u := range uses {
-		if !pinned.MatchString(u[1]) || !regexp.MustCompile(`#\s*v\d`).MatchString(u[2]) {
-			t.Errorf("%s: not pinned by commit SHA with a # vX comment", strings.TrimSpace(u[0]))
+	pins := map[string]string{} // action -> the first pin seen, which every workflow must share
+	for _, path := range workflows {
+		var wf map[string]any
+		readYAML(t, path, &wf)
+		data, _ := os.ReadFile(path)
+		uses := regexp.MustCompile(`(?m)^\s*(?:- )?uses:\s*(\S+)(.*)$`).FindAllStringSubmatch(string(data), -1)
+		if len(uses) == 0 {
+			t.Errorf("%s: no uses:", filepath.Base(path))
+		}
+		for _, u := range uses {
+			if !pinned.MatchString(u[1]) || !regexp.MustCompile(`#\s*v\d`).MatchString(u[2]) {
+				t.Errorf("%s: %s: not pinned by commit SHA with a # vX comment", filepath.Base(path), strings.TrimSpace(u[0]))
+			}
+			action, _, _ := strings.Cut(u[1], "@")
+			pin := u[1] + " " + strings.TrimSpace(u[2])
+			if prev, ok := pins[action]; ok && prev != pin {
+				t.Errorf("%s: %s is pinned as %q, elsewhere as %q: pin it once", filepath.Base(path), action, pin, prev)
+			}
+			pins[action] = pin
 		}
 	}
+	data, _ := os.ReadFile(filepath.Join(repoRoot(t), ".github", "workflows", "chart.yaml"))
 	if !strings.Contains(string(data), "kindest/node:v1.29") || !regexp.MustCompile(`kindest/node:v[\d.]+@sha256:[0-9a-f]{64}`).Match(data) {
 		t.Error("the workflow must test the kubeVersion floor (1.29) on kind node images pinned by digest")
 	}
