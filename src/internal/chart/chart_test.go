@@ -173,6 +173,7 @@ func TestBadValues(t *testing.T) {
 		{"addr-not-url.yaml", []string{"at '/addr'", "does not match pattern"}},
 		{"addr-no-scheme.yaml", []string{"at '/addr'", "does not match pattern"}},
 		{"typo-keyname.yaml", []string{"additional properties 'keyName' not allowed"}},
+		{"extra-args.yaml", []string{"at '/extraArgs'", "maxItems"}},
 		{"typo-nested.yaml", []string{"at '/auth'", "additional properties 'audiance' not allowed"}},
 		{"bad-transitpath.yaml", []string{"at '/transitPath'", "does not match pattern"}},
 		{"bad-auth-method.yaml", []string{"at '/auth/method'", "'kubernetes', 'approle', 'token', 'cert'"}},

@@ -136,17 +136,17 @@ func (s *Service) KeyVersion() (version int, age time.Duration) {
 	return 0, 0
 }
 
-// Status reports health and the key_id in use, from the snapshot alone.
+// Status reports the key_id in use, from the snapshot alone, or an error
+// while the plugin cannot vouch for that key (Vault unreachable, token
+// unusable, key gone, snapshot stale). The error matters: kube-apiserver
+// keeps writing with its cached DEK for as long as Status returns the same
+// key_id, healthy or not, so only an error stops it writing (after its
+// few minutes' grace) data that a deleted key would make unreadable.
 func (s *Service) Status(ctx context.Context) (*service.StatusResponse, error) {
-	snap := s.snap.Load()
-	if snap == nil {
-		return nil, s.Health()
-	}
-	healthz := "ok"
 	if err := s.Health(); err != nil {
-		healthz = err.Error()
+		return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
-	return &service.StatusResponse{Version: "v2", Healthz: healthz, KeyID: snap.keyID}, nil
+	return &service.StatusResponse{Version: "v2", Healthz: "ok", KeyID: s.snap.Load().keyID}, nil
 }
 
 // Encrypt encrypts a DEK with the snapshot's key version.
