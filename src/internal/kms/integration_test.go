@@ -32,7 +32,7 @@ type plugin struct {
 
 // startPlugin serves the plugin on a real socket against v, with the root
 // token, the way the binary wires it.
-func startPlugin(t *testing.T, v *testvault.Server, keys ...string) *plugin {
+func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...string) *plugin {
 	t.Helper()
 	t.Setenv("VAULT_ADDR", v.Addr)
 	t.Setenv("VAULT_TOKEN", v.RootToken)
@@ -42,7 +42,11 @@ func startPlugin(t *testing.T, v *testvault.Server, keys ...string) *plugin {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sess := vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 2*time.Second, log, nil)
-	svc := kms.New(vault.NewTransit(sess, "transit", 2*time.Second), keys, time.Hour, log)
+	var backend kms.Backend = vault.NewTransit(sess, "transit", 2*time.Second)
+	if groupCommit {
+		backend = vault.NewBatcher(backend.(*vault.Transit), 512)
+	}
+	svc := kms.New(backend, keys, time.Hour, log)
 	sock := filepath.Join(t.TempDir(), "kms.sock")
 	l, err := server.Listen(sock, 0o600)
 	if err != nil {
@@ -94,7 +98,7 @@ func (p *plugin) decrypt(t *testing.T, res *kmsapi.EncryptResponse) string {
 func TestRoundTripV2AndV1(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "kube")
-	p := startPlugin(t, v, "kube")
+	p := startPlugin(t, v, false, "kube")
 
 	st := p.status(t)
 	if st.Version != "v2" || st.Healthz != "ok" || st.KeyId == "" {
@@ -129,7 +133,7 @@ func TestRoundTripV2AndV1(t *testing.T) {
 func TestBadInputCodes(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "kube")
-	p := startPlugin(t, v, "kube")
+	p := startPlugin(t, v, false, "kube")
 	good := p.encrypt(t, "dek")
 	for _, tc := range []struct {
 		name string
@@ -157,7 +161,7 @@ func TestBadInputCodes(t *testing.T) {
 func TestRotationChangesKeyIDAndOldDataStillReads(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "kube")
-	p := startPlugin(t, v, "kube")
+	p := startPlugin(t, v, false, "kube")
 	before := p.status(t)
 	old := p.encrypt(t, "before rotation")
 
@@ -187,7 +191,7 @@ func TestRotationChangesKeyIDAndOldDataStillReads(t *testing.T) {
 func TestRecreatedKeyNeverReusesKeyID(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "kube")
-	p := startPlugin(t, v, "kube")
+	p := startPlugin(t, v, false, "kube")
 	first := p.status(t).KeyId
 	v.Write("transit/keys/kube/config", map[string]any{"deletion_allowed": true})
 	if _, err := v.Client().Logical().Delete("transit/keys/kube"); err != nil {
@@ -207,10 +211,10 @@ func TestRecreatedKeyNeverReusesKeyID(t *testing.T) {
 func TestMovingBetweenKeys(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "old", "new")
-	oldOnly := startPlugin(t, v, "old")
+	oldOnly := startPlugin(t, v, false, "old")
 	written := oldOnly.encrypt(t, "under old")
 
-	both := startPlugin(t, v, "new", "old")
+	both := startPlugin(t, v, false, "new", "old")
 	if got := both.decrypt(t, written); got != "under old" {
 		t.Fatalf("decrypt old data with [new old]: %q", got)
 	}
@@ -218,7 +222,7 @@ func TestMovingBetweenKeys(t *testing.T) {
 	if !strings.HasPrefix(string(res.Ciphertext), "new:") || !strings.HasPrefix(res.KeyId, "new/") {
 		t.Fatalf("new writes go to %q / %q", res.Ciphertext[:8], res.KeyId)
 	}
-	newOnly := startPlugin(t, v, "new")
+	newOnly := startPlugin(t, v, false, "new")
 	_, err := newOnly.v2.Decrypt(context.Background(), &kmsapi.DecryptRequest{Ciphertext: written.Ciphertext})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "VAULT_KMS_KEY_NAMES") {
 		t.Fatalf("decrypt old data once old is dropped: %v", err)
@@ -228,7 +232,7 @@ func TestMovingBetweenKeys(t *testing.T) {
 func TestVaultOutageAndRecovery(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{Persistent: true})
 	v.EnableTransit("transit", "kube")
-	p := startPlugin(t, v, "kube")
+	p := startPlugin(t, v, false, "kube")
 	written := p.encrypt(t, "survives the outage")
 
 	v.Stop()
@@ -256,7 +260,7 @@ func TestVaultOutageAndRecovery(t *testing.T) {
 func TestSealedVaultIsUnavailable(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{Persistent: true})
 	v.EnableTransit("transit", "kube")
-	p := startPlugin(t, v, "kube")
+	p := startPlugin(t, v, false, "kube")
 	written := p.encrypt(t, "sealed")
 	v.Seal()
 	_, err := p.v2.Decrypt(context.Background(), &kmsapi.DecryptRequest{Ciphertext: written.Ciphertext})
@@ -275,7 +279,7 @@ func TestStatusStormCostsNoVaultRequests(t *testing.T) {
 	v.EnableTransit("transit", "kube")
 	audit := filepath.Join(v.Dir, "audit.log")
 	v.Write("sys/audit/file", map[string]any{"type": "file", "options": map[string]any{"file_path": audit}})
-	p := startPlugin(t, v, "kube")
+	p := startPlugin(t, v, false, "kube")
 	p.status(t)
 	before := countRequests(t, audit)
 	for range 1000 {

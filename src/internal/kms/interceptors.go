@@ -24,17 +24,19 @@ func ErrorCodes() grpc.UnaryServerInterceptor {
 }
 
 // Logging logs each call's method, code and duration; never its payload.
-// Successful calls are logged at debug so that the request path stays quiet.
+// Successful calls are logged at debug so that the request path stays quiet,
+// and cost nothing more than a level check when debug is off.
 func Logging(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := h(ctx, req)
-		st := status.Convert(err)
-		attrs := []any{"method", info.FullMethod, "code", st.Code().String(), "duration", time.Since(start)}
-		if err != nil {
-			log.Warn("kms call failed", append(attrs, "error", st.Message())...)
-		} else {
-			log.Debug("kms call", attrs...)
+		switch {
+		case err != nil:
+			st := status.Convert(err)
+			log.Warn("kms call failed", "method", info.FullMethod, "code", st.Code().String(),
+				"duration", time.Since(start), "error", st.Message())
+		case log.Enabled(ctx, slog.LevelDebug):
+			log.Debug("kms call", "method", info.FullMethod, "code", "OK", "duration", time.Since(start))
 		}
 		return resp, err
 	}
