@@ -65,6 +65,12 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	if err := svc.Refresh(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Status answers once the session's first login is done too.
+	for deadline := time.Now().Add(10 * time.Second); svc.Health() != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin not healthy: %v", svc.Health())
+		}
+	}
 	return &plugin{v2: kmsapi.NewKeyManagementServiceClient(conn), v1: v1beta1.NewKeyManagementServiceClient(conn), svc: svc}
 }
 
