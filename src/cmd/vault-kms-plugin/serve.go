@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"sync"
 
@@ -21,6 +22,12 @@ import (
 
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := logging.New(logw, cfg.LogFormat, cfg.LogLevel)
+	if os.Getenv("GOGC") == "" {
+		// The heap is small (tens of MiB) and short-lived garbage per call
+		// dominates: collecting half as often cut CPU per call under load
+		// by about a fifth in make bench, for a few MiB. GOGC overrides.
+		debug.SetGCPercent(200)
+	}
 	m := metrics.New(version.Version)
 	client, err := vault.NewClient(cfg.VaultTimeout, 256, m.Transport)
 	if err != nil {
