@@ -59,10 +59,9 @@ extraEnv:
 // plugin's Status (k8s.io/apiserver's kmsv2PluginHealthzPositiveInterval).
 const apiserverStatusInterval = time.Minute
 
+// TestCluster takes minutes: make e2e runs it (make test runs only the
+// contract test below it, by name).
 func TestCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the cluster end-to-end test takes minutes: run make e2e")
-	}
 	began := time.Now()
 	work := t.TempDir()
 	b := &bed{

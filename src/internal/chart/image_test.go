@@ -351,7 +351,7 @@ func TestDockerignore(t *testing.T) {
 func TestMakeImage(t *testing.T) {
 	makeTool, err := exec.LookPath("make")
 	if err != nil {
-		t.Skip("make is not installed")
+		t.Fatalf("make is needed to check make -n image: %v", err)
 	}
 	cmd := exec.Command(makeTool, "-n", "image")
 	cmd.Dir = repoRoot(t)
@@ -509,7 +509,7 @@ func strictYAMLLoose(y []byte, into any) error {
 func TestReleaseCheck(t *testing.T) {
 	bash, err := exec.LookPath("bash")
 	if err != nil {
-		t.Skip("bash is not installed")
+		t.Fatalf("bash is needed to run the release check: %v", err)
 	}
 	ver := strings.TrimSpace(readFile(t, "VERSION"))
 	chartVersion := loadChart(t).Metadata.Version

@@ -117,7 +117,9 @@ func TestUpgradeFromReleasedChart(t *testing.T) {
 						if s.required {
 							t.Fatalf("the released chart %s refuses these values: %v", rc.version, err)
 						}
-						t.Skipf("not valid for the released chart %s: %v", rc.version, err)
+						// Nothing to keep compatible: the old chart refused it too.
+						t.Logf("not valid for the released chart %s, so not compared: %v", rc.version, err)
+						return
 					}
 					merged, err := chartutil.CoalesceValues(cur, s.values(t))
 					if err != nil {
