@@ -88,13 +88,6 @@ func (s *Session) Err() error {
 	return nil
 }
 
-// Expiry is when the current token expires; zero means never or unknown.
-func (s *Session) Expiry() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.expires
-}
-
 // Do runs fn, and when Vault answers 403 and a new login can help, logs in
 // again (once, shared with concurrent callers) and runs fn one more time.
 func (s *Session) Do(ctx context.Context, fn func(context.Context) error) error {

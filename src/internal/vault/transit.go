@@ -39,9 +39,6 @@ func NewTransit(s *Session, mount string, timeout time.Duration) *Transit {
 	return &Transit{s: s, mount: mount, timeout: timeout}
 }
 
-// Mount is the transit mount path, without slashes.
-func (t *Transit) Mount() string { return t.mount }
-
 // AuthErr is nil while the session's token is usable.
 func (t *Transit) AuthErr() error { return t.s.Err() }
 
