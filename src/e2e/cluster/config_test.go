@@ -3,50 +3,44 @@ package cluster
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/readme"
 )
 
-// readmeEndpoint is the socket the README's EncryptionConfiguration names,
-// a path on the control-plane node.
-const readmeEndpoint = "unix:///var/run/kmsplugin/socket.sock"
+// readmeEndpoint is the socket the README's EncryptionConfiguration names.
+const readmeEndpoint = readme.Endpoint
 
-// readmeEncryptionConfig is the EncryptionConfiguration of the README
-// ("Point kube-apiserver at the socket"), verbatim.
+// readmeEncryptionConfig is the README's EncryptionConfiguration, verbatim.
 func readmeEncryptionConfig(t testing.TB) string {
 	t.Helper()
-	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
+	cfg, err := readme.EncryptionConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile("(?s)```yaml\n(apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n.*?)```").FindSubmatch(readme)
-	if m == nil {
-		t.Fatal("README.md has no EncryptionConfiguration yaml block")
-	}
-	return string(m[1])
+	return cfg
 }
 
 // onNode rewrites the README's endpoint to the socket's place on this
 // machine's stand-in for the node's filesystem.
 func onNode(t testing.TB, cfg, hostRoot string) string {
 	t.Helper()
-	if n := strings.Count(cfg, readmeEndpoint); n != 1 {
-		t.Fatalf("the EncryptionConfiguration names %s %d times, want once:\n%s", readmeEndpoint, n, cfg)
+	out, err := readme.WithSocket(cfg, filepath.Join(hostRoot, strings.TrimPrefix(readmeEndpoint, "unix://")))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return strings.Replace(cfg, readmeEndpoint, "unix://"+filepath.Join(hostRoot, strings.TrimPrefix(readmeEndpoint, "unix://")), 1)
+	return out
 }
 
-// v1Of is the README's recipe for KMS v1: "drop apiVersion: v2 and add
-// cachesize: 1000".
+// v1Of is the README's recipe for KMS v1.
 func v1Of(t testing.TB, v2 string) string {
 	t.Helper()
-	const api, timeout = "          apiVersion: v2\n", "          timeout: 3s\n"
-	if strings.Count(v2, api) != 1 || strings.Count(v2, timeout) != 1 {
-		t.Fatalf("unexpected KMS v2 provider layout:\n%s", v2)
+	v1, err := readme.V1Of(v2)
+	if err != nil {
+		t.Fatal(err)
 	}
-	v1 := strings.Replace(v2, api, "", 1)
-	return strings.Replace(v1, timeout, "          cachesize: 1000\n"+timeout, 1)
+	return v1
 }
 
 func writeFile(t testing.TB, path, content string) string {

@@ -6,7 +6,6 @@ package encryptionconfig_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -22,39 +21,11 @@ import (
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	featuregatetesting "k8s.io/component-base/featuregate/testing"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/readme"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 var secrets = schema.GroupResource{Resource: "secrets"}
-
-// v2Config and v1Config are the README's EncryptionConfigurations.
-const v2Config = `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources:
-      - secrets
-    providers:
-      - kms:
-          apiVersion: v2
-          name: vault
-          endpoint: unix://%s
-          timeout: 3s
-      - identity: {}
-`
-
-const v1Config = `apiVersion: apiserver.config.k8s.io/v1
-kind: EncryptionConfiguration
-resources:
-  - resources:
-      - secrets
-    providers:
-      - kms:
-          name: vault
-          endpoint: unix://%s
-          cachesize: 1000
-          timeout: 3s
-      - identity: {}
-`
 
 func buildPlugin(t *testing.T) string {
 	t.Helper()
@@ -102,10 +73,22 @@ func startPlugin(t *testing.T, bin string, v *testvault.Server) string {
 	return sock
 }
 
-func load(t *testing.T, yaml, sock string) *encryptionconfig.EncryptionConfiguration {
+// load loads the README's EncryptionConfiguration (v2, or v1 by the
+// README's recipe) with the apiserver's own loader, pointed at sock.
+func load(t *testing.T, v1 bool, sock string) *encryptionconfig.EncryptionConfiguration {
 	t.Helper()
+	yaml, err := readme.EncryptionConfig()
+	if err == nil && v1 {
+		yaml, err = readme.V1Of(yaml)
+	}
+	if err == nil {
+		yaml, err = readme.WithSocket(yaml, sock)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	f := filepath.Join(t.TempDir(), "encryption-config.yaml")
-	if err := os.WriteFile(f, fmt.Appendf(nil, yaml, sock), 0o600); err != nil {
+	if err := os.WriteFile(f, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -115,6 +98,18 @@ func load(t *testing.T, yaml, sock string) *encryptionconfig.EncryptionConfigura
 		t.Fatalf("load encryption config: %v", err)
 	}
 	return cfg
+}
+
+// setup starts a Vault and the plugin binary and loads the README's
+// configuration; it returns the Secrets transformer the apiserver would use.
+func setup(t *testing.T, v1 bool) (*testvault.Server, *encryptionconfig.EncryptionConfiguration, value.Transformer) {
+	t.Helper()
+	bin := buildPlugin(t)
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	cfg := load(t, v1, startPlugin(t, bin, v))
+	healthy(t, cfg)
+	return v, cfg, cfg.Transformers[secrets]
 }
 
 func healthy(t *testing.T, cfg *encryptionconfig.EncryptionConfiguration) {
@@ -127,14 +122,7 @@ func healthy(t *testing.T, cfg *encryptionconfig.EncryptionConfiguration) {
 }
 
 func TestKMSv2ThroughTheApiserversLoader(t *testing.T) {
-	bin := buildPlugin(t)
-	v := testvault.Start(t, testvault.Options{})
-	v.EnableTransit("transit", "kube")
-	sock := startPlugin(t, bin, v)
-	cfg := load(t, v2Config, sock)
-	healthy(t, cfg)
-
-	tr := cfg.Transformers[secrets]
+	v, cfg, tr := setup(t, false)
 	ctx := context.Background()
 	dataCtx := value.DefaultContext("/registry/secrets/default/s1")
 	plain := []byte(`{"kind":"Secret","data":{"password":"hunter2"}}`)
@@ -179,14 +167,7 @@ func TestKMSv2ThroughTheApiserversLoader(t *testing.T) {
 
 func TestKMSv1ThroughTheApiserversLoader(t *testing.T) {
 	featuregatetesting.SetFeatureGateDuringTest(t, utilfeature.DefaultFeatureGate, features.KMSv1, true)
-	bin := buildPlugin(t)
-	v := testvault.Start(t, testvault.Options{})
-	v.EnableTransit("transit", "kube")
-	sock := startPlugin(t, bin, v)
-	cfg := load(t, v1Config, sock)
-	healthy(t, cfg)
-
-	tr := cfg.Transformers[secrets]
+	_, _, tr := setup(t, true)
 	ctx := context.Background()
 	dataCtx := value.DefaultContext("/registry/secrets/default/s1")
 	plain := []byte("v1 secret payload")
