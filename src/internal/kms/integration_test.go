@@ -42,9 +42,10 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sess := vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 2*time.Second, log, nil)
-	var backend kms.Backend = vault.NewTransit(sess, "transit", 2*time.Second)
+	transit := vault.NewTransit(sess, "transit", 2*time.Second)
+	var backend kms.Backend = transit
 	if groupCommit {
-		backend = vault.NewBatcher(backend.(*vault.Transit), 512)
+		backend = vault.NewBatcher(transit, 512)
 	}
 	svc := kms.New(backend, keys, time.Hour, log)
 	sock := filepath.Join(t.TempDir(), "kms.sock")

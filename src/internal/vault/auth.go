@@ -47,6 +47,17 @@ func (f TokenFile) Login(ctx context.Context, c *api.Client) (*api.Secret, error
 	return lookupSelf(ctx, c, tok)
 }
 
+// Fingerprint identifies the file's current content without reading it, so
+// that the session can poll it cheaply (a Vault Agent sink is replaced by
+// rename, which changes the modification time).
+func (f TokenFile) Fingerprint() string {
+	fi, err := os.Stat(f.Path)
+	if err != nil {
+		return "missing"
+	}
+	return fmt.Sprintf("%d/%d", fi.ModTime().UnixNano(), fi.Size())
+}
+
 // lookupSelf turns a bare token into a Secret with its TTL, so that the same
 // renewal code serves tokens and logins.
 func lookupSelf(ctx context.Context, c *api.Client, token string) (*api.Secret, error) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,18 +259,13 @@ func (s *Session) keepAlive(ctx context.Context, secret *api.Secret) {
 	}
 }
 
-// fingerprint identifies the token file's current content without reading
-// it, so it can be polled cheaply. Empty for other login methods.
+// fingerprint asks a login whose credential can change under it (a token
+// file) for a cheap identity of that credential; other logins have none.
 func (s *Session) fingerprint() string {
-	tf, ok := s.login.(TokenFile)
-	if !ok {
-		return ""
+	if w, ok := s.login.(interface{ Fingerprint() string }); ok {
+		return w.Fingerprint()
 	}
-	fi, err := os.Stat(tf.Path)
-	if err != nil {
-		return "missing"
-	}
-	return fmt.Sprintf("%d/%d", fi.ModTime().UnixNano(), fi.Size())
+	return ""
 }
 
 func (s *Session) sleep(ctx context.Context, d time.Duration) bool {
