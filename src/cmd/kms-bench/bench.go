@@ -10,7 +10,7 @@ import (
 
 // pathID names a measured path.
 type pathID struct {
-	api   string // apiDirect, apiHop, apiV2 or apiV1
+	api   string // apiDirect, apiHop, apiFwd, apiV2 or apiV1
 	kind  string // "encrypt" or "decrypt"
 	group string // "on" or "off" for the plugin, "" otherwise
 }
@@ -18,6 +18,7 @@ type pathID struct {
 const (
 	apiDirect = "direct"
 	apiHop    = "hop"
+	apiFwd    = "forward"
 	apiV2     = "v2"
 	apiV1     = "v1"
 )
@@ -25,17 +26,17 @@ const (
 // path is a measured path: open gives its call at a concurrency and what
 // to release afterwards.
 type path struct {
-	id     pathID
-	plugin *plugin // nil when the plugin is not involved
-	open   func(c int) (call, func(), error)
+	id   pathID
+	proc *proc // the plugin or forwarder whose CPU and memory count; nil for none
+	open func(c int) (call, func(), error)
 }
 
 // cost is what a measurement window cost besides time.
 type cost struct {
 	vaultReqs int64         // requests in Vault's audit log
 	vaultCPU  time.Duration // Vault's CPU time
-	pluginCPU time.Duration // the plugin's CPU time (0 without one)
-	maxRSS    int64         // the plugin's largest sampled VmRSS
+	pluginCPU time.Duration // the plugin's (or forwarder's) CPU time (0 without one)
+	maxRSS    int64         // its largest sampled VmRSS
 }
 
 // point is one path measured at one concurrency.
@@ -70,13 +71,15 @@ type bench struct {
 	plugins []*pluginRun
 }
 
-func (b *bench) load(workers int) load {
-	return load{workers: workers, dur: b.o.dur, count: b.o.count, timeout: b.o.timeout}
+// round is one of a point's o.rounds measuring windows.
+func (b *bench) round(workers int) load {
+	return load{workers: workers, dur: b.o.dur / time.Duration(b.o.rounds),
+		count: (b.o.count + b.o.rounds - 1) / b.o.rounds, timeout: b.o.timeout}
 }
 
 // prepare makes the inputs: plaintexts, and ciphertexts for every decrypt
 // path made by that path's own encrypt.
-func (b *bench) prepare(ctx context.Context, hop codec) error {
+func (b *bench) prepare(ctx context.Context, hop, fwd codec, fwdProc *proc) error {
 	b.pts = make([][]byte, b.o.pool)
 	for i := range b.pts {
 		b.pts[i] = make([]byte, 32)
@@ -99,6 +102,7 @@ func (b *bench) prepare(ctx context.Context, hop codec) error {
 	b.addPath(pathID{apiDirect, "encrypt", ""}, nil, b.directCodec)
 	b.addPath(pathID{apiDirect, "decrypt", ""}, nil, b.directCodec)
 	b.addPath(pathID{apiHop, "encrypt", ""}, nil, fixed(hop))
+	b.addPath(pathID{apiFwd, "encrypt", ""}, fwdProc, fixed(fwd))
 	for _, pr := range b.plugins {
 		p := pr.p
 		for _, x := range []struct {
@@ -108,8 +112,8 @@ func (b *bench) prepare(ctx context.Context, hop codec) error {
 			if err := seal(pathID{x.api, "decrypt", p.group()}, x.c); err != nil {
 				return fmt.Errorf("%s %s: %w", p.label(), x.api, err)
 			}
-			b.addPath(pathID{x.api, "encrypt", p.group()}, p, fixed(x.c))
-			b.addPath(pathID{x.api, "decrypt", p.group()}, p, fixed(x.c))
+			b.addPath(pathID{x.api, "encrypt", p.group()}, p.proc, fixed(x.c))
+			b.addPath(pathID{x.api, "decrypt", p.group()}, p.proc, fixed(x.c))
 		}
 	}
 	return b.v.audit.reset()
@@ -128,8 +132,8 @@ func fixed(c codec) func(int) (codec, func(), error) {
 	return func(int) (codec, func(), error) { return c, func() {}, nil }
 }
 
-func (b *bench) addPath(id pathID, p *plugin, newCodec func(int) (codec, func(), error)) {
-	b.paths = append(b.paths, path{id: id, plugin: p, open: func(c int) (call, func(), error) {
+func (b *bench) addPath(id pathID, p *proc, newCodec func(int) (codec, func(), error)) {
+	b.paths = append(b.paths, path{id: id, proc: p, open: func(c int) (call, func(), error) {
 		cd, release, err := newCodec(c)
 		if err != nil {
 			return nil, nil, err
@@ -141,9 +145,10 @@ func (b *bench) addPath(id pathID, p *plugin, newCodec func(int) (codec, func(),
 	}})
 }
 
-// measure runs l with f and records what the window cost. With quiet > 0
-// it first and last waits until Vault's audit log has been still that long.
-func (b *bench) measure(ctx context.Context, p *plugin, l load, f call, quiet time.Duration) (result, cost, error) {
+// measure runs l with f and records what the window cost, p's CPU and
+// memory included when p is not nil. With quiet > 0 it first and last
+// waits until Vault's audit log has been still that long.
+func (b *bench) measure(ctx context.Context, p *proc, l load, f call, quiet time.Duration) (result, cost, error) {
 	var c cost
 	settle := func() error {
 		if quiet > 0 {
@@ -163,8 +168,8 @@ func (b *bench) measure(ctx context.Context, p *plugin, l load, f call, quiet ti
 	var p0 time.Duration
 	stopRSS := func() int64 { return 0 }
 	if p != nil {
-		p0, _ = procCPU(p.proc.pid())
-		stopRSS = sampleRSS(p.proc.pid(), 50*time.Millisecond)
+		p0, _ = procCPU(p.pid())
+		stopRSS = sampleRSS(p.pid(), 50*time.Millisecond)
 	}
 	res, err := l.run(ctx, f)
 	c.maxRSS = stopRSS()
@@ -181,9 +186,9 @@ func (b *bench) measure(ctx context.Context, p *plugin, l load, f call, quiet ti
 	v1, _ := procCPU(b.v.proc.pid())
 	c.vaultReqs, c.vaultCPU = a1-a0, v1-v0
 	if p != nil {
-		p1, err := procCPU(p.proc.pid())
+		p1, err := procCPU(p.pid())
 		if err != nil {
-			return res, c, fmt.Errorf("%s: %w\n%s", p.label(), err, p.proc.tail(20))
+			return res, c, fmt.Errorf("%s: %w\n%s", p.name, err, p.tail(20))
 		}
 		c.pluginCPU = p1 - p0
 	}
@@ -192,27 +197,42 @@ func (b *bench) measure(ctx context.Context, p *plugin, l load, f call, quiet ti
 
 // level measures every path at concurrency c, then notes each plugin's
 // peak RSS so far (levels run in the order given, lowest first by default).
+// Each point is measured in o.rounds windows that take the paths in turn,
+// so that a drift of the machine or of Vault (its heap, its audit log)
+// weighs on every path alike instead of on whichever came last.
 func (b *bench) level(ctx context.Context, c int) error {
-	for _, pa := range b.paths {
+	calls := make([]call, len(b.paths))
+	for i, pa := range b.paths {
 		f, release, err := pa.open(c)
 		if err != nil {
 			return err
 		}
+		defer release()
 		if b.o.warmup > 0 {
-			_, err = load{workers: c, dur: b.o.warmup, timeout: b.o.timeout}.run(ctx, f)
+			if _, err := (load{workers: c, dur: b.o.warmup, timeout: b.o.timeout}).run(ctx, f); err != nil {
+				return fmt.Errorf("%s at c=%d: %w", pathName(pa.id), c, err)
+			}
 		}
-		var pt point
-		if err == nil {
-			pt = point{id: pa.id, c: c}
-			pt.res, pt.cost, err = b.measure(ctx, pa.plugin, b.load(c), f, 0)
+		calls[i] = f
+	}
+	pts := make([]point, len(b.paths))
+	for r := range b.o.rounds {
+		for i, pa := range b.paths {
+			res, cost, err := b.measure(ctx, pa.proc, b.round(c), calls[i], 0)
+			if err != nil {
+				return fmt.Errorf("%s at c=%d: %w", pathName(pa.id), c, err)
+			}
+			if r == 0 {
+				pts[i] = point{id: pa.id, c: c}
+			}
+			pts[i].add(res, cost)
 		}
-		release()
-		if err != nil {
-			return fmt.Errorf("%s at c=%d: %w", pathName(pa.id), c, err)
-		}
+	}
+	for _, pt := range pts {
+		pt.res.finish()
 		b.points = append(b.points, pt)
 		fmt.Fprintf(b.out, "c=%-4d %-34s p50 %9s  p99 %9s  %8.0f ops/s  %5.2f Vault req/op%s\n",
-			c, pathName(pa.id), fmtDur(pt.res.pct(0.5)), fmtDur(pt.res.pct(0.99)), pt.res.rate(),
+			c, pathName(pt.id), fmtDur(pt.res.pct(0.5)), fmtDur(pt.res.pct(0.99)), pt.res.rate(),
 			perOp(pt.vaultReqs, pt.res), errNote(pt.res))
 	}
 	for _, pr := range b.plugins {
@@ -223,6 +243,21 @@ func (b *bench) level(ctx context.Context, c int) error {
 		pr.hwm[c] = hwm
 	}
 	return nil
+}
+
+// add merges one round into the point.
+func (p *point) add(r result, c cost) {
+	p.res.ops += r.ops
+	p.res.errs += r.errs
+	if p.res.firstErr == nil {
+		p.res.firstErr = r.firstErr
+	}
+	p.res.elapsed += r.elapsed
+	p.res.lat = append(p.res.lat, r.lat...)
+	p.vaultReqs += c.vaultReqs
+	p.vaultCPU += c.vaultCPU
+	p.pluginCPU += c.pluginCPU
+	p.maxRSS = max(p.maxRSS, c.maxRSS)
 }
 
 // storm decrypts o.storm distinct v1 ciphertexts, made beforehand through
@@ -237,7 +272,7 @@ func (b *bench) storm(ctx context.Context, pr *pluginRun) error {
 		return err
 	}
 	l := load{workers: b.o.stormWorkers, count: b.o.storm, timeout: b.o.timeout}
-	pr.storm, pr.stormCost, err = b.measure(ctx, pr.p, l, decryptCall(c, pool), 0)
+	pr.storm, pr.stormCost, err = b.measure(ctx, pr.p.proc, l, decryptCall(c, pool), 0)
 	if err != nil {
 		return err
 	}
@@ -251,7 +286,7 @@ func (b *bench) storm(ctx context.Context, pr *pluginRun) error {
 func (b *bench) statusCost(ctx context.Context, pr *pluginRun) error {
 	var err error
 	l := load{workers: 1, count: b.o.status, timeout: b.o.timeout}
-	pr.status, pr.statusCost, err = b.measure(ctx, pr.p, l, pr.p.status, time.Second)
+	pr.status, pr.statusCost, err = b.measure(ctx, pr.p.proc, l, pr.p.status, time.Second)
 	if err != nil {
 		return err
 	}

@@ -29,29 +29,33 @@ func (h *hopServer) Encrypt(context.Context, *kmsapi.EncryptRequest) (*kmsapi.En
 	return &kmsapi.EncryptResponse{Ciphertext: h.ct, KeyId: "hop"}, nil
 }
 
-// serveHop is the hop process: `kms-bench -serve-hop SOCKET`.
+// serveHop is the hop process: `kms-bench -serve-hop SOCK`.
 func serveHop(sock string) error {
+	// As long as the plugin's answer: "bench:vault:v1:" and 80 base64 bytes.
+	return serveKMS(sock, &hopServer{ct: make([]byte, 95)})
+}
+
+func serveKMS(sock string, srv kmsapi.KeyManagementServiceServer) error {
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		return err
 	}
-	// As long as the plugin's answer: "bench:vault:v1:" and 80 base64 bytes.
 	gs := grpc.NewServer()
-	kmsapi.RegisterKeyManagementServiceServer(gs, &hopServer{ct: make([]byte, 95)})
+	kmsapi.RegisterKeyManagementServiceServer(gs, srv)
 	return gs.Serve(l)
 }
 
-// startHop starts the hop process on dir/hop.sock and returns a client
-// connection to it.
-func startHop(ctx context.Context, dir string, cl *cleanups) (*grpc.ClientConn, error) {
+// startServer starts this program as `kms-bench -serve-NAME dir/NAME.sock`
+// with env, and returns the process and a client connection to it.
+func startServer(ctx context.Context, name, dir string, env []string, cl *cleanups) (*proc, *grpc.ClientConn, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	sock := filepath.Join(dir, "hop.sock")
-	p, err := startProc("hop", filepath.Join(dir, "hop.log"), os.Environ(), self, "-serve-hop", sock)
+	sock := filepath.Join(dir, name+".sock")
+	p, err := startProc(name, filepath.Join(dir, name+".log"), env, self, "-serve-"+name, sock)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cl.add(p.stop)
 	for deadline := time.Now().Add(10 * time.Second); ; {
@@ -60,18 +64,18 @@ func startHop(ctx context.Context, dir string, cl *cleanups) (*grpc.ClientConn, 
 			break
 		}
 		if time.Now().After(deadline) || p.exited() {
-			return nil, fmt.Errorf("hop server did not start (see %s)", p.logPath)
+			return nil, nil, fmt.Errorf("%s server did not start\n%s", name, p.tail(20))
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 	conn, err := dialUnix(sock)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cl.add(func() { conn.Close() })
-	return conn, nil
+	return p, conn, nil
 }

@@ -28,7 +28,7 @@ type result struct {
 	ops      int             // successful calls
 	errs     int             // failed calls
 	firstErr error           // the first failure, to show
-	elapsed  time.Duration   // from the first call's start to the last call's end
+	elapsed  time.Duration   // from the first call's start to the last call's end (summed over rounds)
 	lat      []time.Duration // of successful calls, sorted
 }
 
@@ -83,9 +83,14 @@ func (l load) run(ctx context.Context, f call) (result, error) {
 			r.firstErr = lg.firstErr
 		}
 	}
+	r.finish()
+	return r, ctx.Err()
+}
+
+// finish counts and sorts the latencies, after a run or a merge of runs.
+func (r *result) finish() {
 	r.ops = len(r.lat)
 	slices.Sort(r.lat)
-	return r, ctx.Err()
 }
 
 // pct is the q-quantile (0 < q <= 1) of successful calls' latency, by

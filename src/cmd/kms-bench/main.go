@@ -34,6 +34,7 @@ type options struct {
 	stormWorkers int
 	status       int
 	pool         int      // distinct inputs cycled through by each path
+	rounds       int      // windows a point's measurement is split into
 	pluginEnv    []string // extra KEY=VALUE for both plugin processes
 }
 
@@ -42,9 +43,10 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 2 && args[0] == "-serve-hop" {
-		if err := serveHop(args[1]); err != nil {
-			fmt.Fprintf(stderr, "kms-bench hop: %v\n", err)
+	// The bench runs its reference servers as child processes of itself.
+	if serve, ok := map[string]func(string) error{"-serve-hop": serveHop, "-serve-forward": serveForward}[first(args)]; ok && len(args) == 2 {
+		if err := serve(args[1]); err != nil {
+			fmt.Fprintf(stderr, "kms-bench %s: %v\n", args[0], err)
 			return 1
 		}
 		return 0
@@ -67,14 +69,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+func first(args []string) string {
+	if len(args) == 0 {
+		return ""
+	}
+	return args[0]
+}
+
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("kms-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
 	levels := fs.String("c", "1,16,128,512", "concurrency levels, comma-separated")
 	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown report to write")
-	fs.DurationVar(&o.dur, "d", 3*time.Second, "measured duration of each point")
+	fs.DurationVar(&o.dur, "d", 4*time.Second, "measured duration of each point")
 	fs.IntVar(&o.count, "n", 0, "measured calls per point (overrides -d when > 0)")
+	fs.IntVar(&o.rounds, "rounds", 4, "rounds each level's measurement is split into, taking the paths in turn")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each point")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of each call")
 	fs.IntVar(&o.storm, "storm", 10000, "distinct v1 ciphertexts in the decrypt storm")
@@ -111,8 +121,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, bad("-d or -n must be positive")
 	case o.timeout <= 0:
 		return nil, bad("-timeout must be positive")
-	case o.storm < 1 || o.stormWorkers < 1 || o.status < 1 || o.pool < 1:
-		return nil, bad("-storm, -storm-workers, -status and -pool must be positive")
+	case o.storm < 1 || o.stormWorkers < 1 || o.status < 1 || o.pool < 1 || o.rounds < 1:
+		return nil, bad("-storm, -storm-workers, -status, -pool and -rounds must be positive")
 	}
 	return o, nil
 }

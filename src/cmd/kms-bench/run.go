@@ -42,7 +42,14 @@ func benchmark(ctx context.Context, o *options, cl *cleanups, out io.Writer) err
 	if err != nil {
 		return err
 	}
-	hop, err := startHop(ctx, tmp, cl)
+	// The reference servers run with the plugins' extra environment, so
+	// that all run under the same Go runtime settings.
+	_, hop, err := startServer(ctx, "hop", tmp, append(os.Environ(), o.pluginEnv...), cl)
+	if err != nil {
+		return err
+	}
+	fwdEnv := childEnv(append([]string{"VAULT_ADDR=" + v.addr, "VAULT_TOKEN=" + v.token}, o.pluginEnv...)...)
+	fwdProc, fwd, err := startServer(ctx, "forward", tmp, fwdEnv, cl)
 	if err != nil {
 		return err
 	}
@@ -58,7 +65,8 @@ func benchmark(ctx context.Context, o *options, cl *cleanups, out io.Writer) err
 		b.plugins = append(b.plugins, &pluginRun{p: p, hwm: map[int]int64{}})
 	}
 	fmt.Fprintln(out, "making ciphertexts")
-	if err := b.prepare(ctx, kmsV2{kmsapi.NewKeyManagementServiceClient(hop)}); err != nil {
+	if err := b.prepare(ctx, kmsV2{kmsapi.NewKeyManagementServiceClient(hop)},
+		kmsV2{kmsapi.NewKeyManagementServiceClient(fwd)}, fwdProc); err != nil {
 		return err
 	}
 	for _, c := range o.levels {
