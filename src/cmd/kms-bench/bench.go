@@ -208,16 +208,20 @@ func (b *bench) level(ctx context.Context, c int) error {
 			return err
 		}
 		defer release()
-		if b.o.warmup > 0 {
-			if _, err := (load{workers: c, dur: b.o.warmup, timeout: b.o.timeout}).run(ctx, f); err != nil {
-				return fmt.Errorf("%s at c=%d: %w", pathName(pa.id), c, err)
-			}
-		}
 		calls[i] = f
 	}
+	// Each window follows its own warm-up, so that it does not inherit
+	// what the path before it left behind (Vault busy with a backlog, or
+	// idle and cold).
+	warm := load{workers: c, dur: b.o.warmup / time.Duration(b.o.rounds), timeout: b.o.timeout}
 	pts := make([]point, len(b.paths))
 	for r := range b.o.rounds {
 		for i, pa := range b.paths {
+			if warm.dur > 0 {
+				if _, err := warm.run(ctx, calls[i]); err != nil {
+					return fmt.Errorf("%s at c=%d: %w", pathName(pa.id), c, err)
+				}
+			}
 			res, cost, err := b.measure(ctx, pa.proc, b.round(c), calls[i], 0)
 			if err != nil {
 				return fmt.Errorf("%s at c=%d: %w", pathName(pa.id), c, err)

@@ -85,7 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.dur, "d", 4*time.Second, "measured duration of each point")
 	fs.IntVar(&o.count, "n", 0, "measured calls per point (overrides -d when > 0)")
 	fs.IntVar(&o.rounds, "rounds", 4, "rounds each level's measurement is split into, taking the paths in turn")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up before each point")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured warm-up of each point, split across its rounds")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of each call")
 	fs.IntVar(&o.storm, "storm", 10000, "distinct v1 ciphertexts in the decrypt storm")
 	fs.IntVar(&o.stormWorkers, "storm-workers", 256, "concurrent callers of the decrypt storm")

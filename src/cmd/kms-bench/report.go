@@ -150,9 +150,11 @@ func (r *report) markdown() []byte {
 
 func (r *report) method(w io.Writer) {
 	o := r.o
-	per := fmt.Sprintf("%s measured after a %s warm-up, in %d rounds that take the paths of a level in turn", o.dur, o.warmup, o.rounds)
+	per := fmt.Sprintf("%s measured in %d rounds that take the paths of a level in turn, each window after a %s warm-up",
+		o.dur, o.rounds, o.warmup/time.Duration(o.rounds))
 	if o.count > 0 {
-		per = fmt.Sprintf("%d calls measured after a %s warm-up, in %d rounds that take the paths of a level in turn", o.count, o.warmup, o.rounds)
+		per = fmt.Sprintf("%d calls measured in %d rounds that take the paths of a level in turn, each window after a %s warm-up",
+			o.count, o.rounds, o.warmup/time.Duration(o.rounds))
 	}
 	fmt.Fprintf(w, "## Method\n\n"+
 		"Everything runs on this one machine, on 127.0.0.1: a Vault dev server (in-memory storage, with a file audit "+
@@ -162,7 +164,7 @@ func (r *report) method(w io.Writer) {
 		"encrypt; every decrypted plaintext is checked). Direct calls use vault/api with a connection pool of c and no retries; "+
 		"each plugin is called over one gRPC connection, as kube-apiserver does. The bare hop is a KMS v2 server in its own process (as a plugin is) that "+
 		"answers Encrypt at once. The minimal forwarder is a KMS v2 server in its own process that sends each Encrypt to transit "+
-		"as one request with net/http and encoding/json and nothing else (no token lifecycle, key tracking, metrics or logs): "+
+		"as one request (the plugin's request, key_version included) with net/http and encoding/json and nothing else (no token lifecycle, key tracking, metrics or logs): "+
 		"about the least a Go plugin can be. The plugin runs with `VAULT_KMS_KEY_REFRESH_INTERVAL=1h` so that the Status window holds only "+
 		"the requests Status causes; latency is per call, throughput is successful calls per second of wall time.\n\n",
 		per, o.pool)
