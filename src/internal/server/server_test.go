@@ -1,0 +1,87 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	v1beta1 "k8s.io/kms/apis/v1beta1"
+	kmsapi "k8s.io/kms/apis/v2"
+	"k8s.io/kms/pkg/service"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/server"
+)
+
+// barrier answers Encrypt only once n calls are inside it at the same time.
+type barrier struct {
+	n       int32
+	arrived atomic.Int32
+	all     chan struct{}
+}
+
+func (b *barrier) Encrypt(ctx context.Context, _ string, pt []byte) (*service.EncryptResponse, error) {
+	if b.arrived.Add(1) == b.n {
+		close(b.all)
+	}
+	select {
+	case <-b.all:
+		return &service.EncryptResponse{Ciphertext: pt, KeyID: "k"}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (b *barrier) Decrypt(context.Context, string, *service.DecryptRequest) ([]byte, error) {
+	return nil, nil
+}
+
+func (b *barrier) Status(context.Context) (*service.StatusResponse, error) {
+	return &service.StatusResponse{Version: "v2", Healthz: "ok", KeyID: "k"}, nil
+}
+
+// Calls beyond the stream workers must not queue behind them: a handler
+// waits on Vault, and the apiserver's calls must all be in flight at once
+// for group commit to batch them. 64 calls that each wait for all 64 only
+// finish if the server runs them concurrently.
+func TestCallsBeyondTheWorkersRunConcurrently(t *testing.T) {
+	const calls = 64
+	b := &barrier{n: calls, all: make(chan struct{})}
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := server.New(b, v1beta1.UnimplementedKeyManagementServiceServer{})
+	go func() { _ = gs.Serve(l) }()
+	t.Cleanup(gs.Stop)
+
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := kmsapi.NewKeyManagementServiceClient(conn)
+	// Generous: it only ends a test that would otherwise hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, calls)
+	for range calls {
+		wg.Go(func() {
+			if _, err := c.Encrypt(ctx, &kmsapi.EncryptRequest{Uid: "u", Plaintext: []byte("dek")}); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("%d of %d calls were in the handler together; a call failed: %v", b.arrived.Load(), calls, err)
+	}
+}
