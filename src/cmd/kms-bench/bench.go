@@ -249,9 +249,9 @@ func (b *bench) level(ctx context.Context, c int) error {
 	return nil
 }
 
-// add merges one round into the point.
+// add merges one round into the point; res.finish counts and sorts once
+// all rounds are in.
 func (p *point) add(r result, c cost) {
-	p.res.ops += r.ops
 	p.res.errs += r.errs
 	if p.res.firstErr == nil {
 		p.res.firstErr = r.firstErr

@@ -16,13 +16,13 @@ import (
 
 // forwarder is about the least a plugin can be: a KMS v2 server that sends
 // each Encrypt to transit as one request with net/http and encoding/json,
-// with no token lifecycle, key tracking, metrics or logging. Its request
-// is the plugin's, key_version included (Vault's audit device hashes it,
-// which costs Vault a little), so that Vault's share is the same. It runs in its
-// own process, as the plugin does. Beside the floor and the plugin it
-// splits the plugin's cost over the floor into what any Go plugin pays for
-// being one more process on the call's path and what the plugin's own code
-// adds.
+// with no token lifecycle, key tracking, metrics or logging. It sends the
+// plugin's request, key_version included (Vault's audit device hashes it,
+// which costs Vault a little), so that Vault's share is the same. It runs
+// in its own process, as the plugin does. Beside the floor and the plugin
+// it splits the plugin's cost over the floor into what any Go plugin pays
+// for being one more process on the call's path and what the plugin's own
+// code adds.
 type forwarder struct {
 	kmsapi.UnimplementedKeyManagementServiceServer
 	client *http.Client
