@@ -84,14 +84,22 @@ next:
 	return 0
 }
 
+// startWithHealth starts the plugin against v with its health server on a
+// free port and a 1 s key refresh, and waits until it answers; it returns
+// the socket and the health server's base URL.
+func startWithHealth(t *testing.T, v *testvault.Server) (sock, base string) {
+	t.Helper()
+	sock = filepath.Join(t.TempDir(), "kms.sock")
+	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(t))
+	startPlugin(t, pluginEnv(v, sock, map[string]string{"VAULT_KMS_HEALTH_ADDR": addr, "VAULT_KMS_KEY_REFRESH_INTERVAL": "1s"}))
+	waitHealthy(t, sock)
+	return sock, "http://" + addr
+}
+
 func TestLivenessIsNotReadiness(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{Persistent: true})
 	v.EnableTransit("transit", "kube")
-	sock := filepath.Join(t.TempDir(), "kms.sock")
-	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(t))
-	base := "http://" + addr
-	startPlugin(t, pluginEnv(v, sock, map[string]string{"VAULT_KMS_HEALTH_ADDR": addr, "VAULT_KMS_KEY_REFRESH_INTERVAL": "1s"}))
-	waitHealthy(t, sock)
+	_, base := startWithHealth(t, v)
 	waitStatus(t, base+"/livez", 200, 5*time.Second)
 	waitStatus(t, base+"/readyz", 200, 5*time.Second)
 
@@ -108,11 +116,7 @@ func TestLivenessIsNotReadiness(t *testing.T) {
 func TestMetricsMoveWithCalls(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "kube")
-	sock := filepath.Join(t.TempDir(), "kms.sock")
-	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(t))
-	base := "http://" + addr
-	startPlugin(t, pluginEnv(v, sock, map[string]string{"VAULT_KMS_HEALTH_ADDR": addr, "VAULT_KMS_KEY_REFRESH_INTERVAL": "1s"}))
-	waitHealthy(t, sock)
+	sock, base := startWithHealth(t, v)
 	c := dial(t, sock)
 
 	encOK := map[string]string{"api": "v2", "method": "Encrypt", "code": "OK"}

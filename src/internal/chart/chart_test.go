@@ -125,6 +125,21 @@ func TestRender(t *testing.T) {
 	}
 }
 
+// lintStrict runs Helm's linter on vals at kubeVersion and fails on
+// warnings too, as `helm lint --strict` does.
+func lintStrict(t *testing.T, vals map[string]any) {
+	t.Helper()
+	kv, err := chartutil.ParseKubeVersion(kubeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range lint.AllWithKubeVersion(chartDir(t), vals, namespace, kv).Messages {
+		if m.Severity >= support.WarningSev {
+			t.Errorf("lint: %s", m)
+		}
+	}
+}
+
 // TestLint runs Helm's linter on every value set; warnings count as
 // failures, as `helm lint --strict` has it.
 func TestLint(t *testing.T) {
@@ -133,14 +148,7 @@ func TestLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range valueSets(t) {
-		t.Run(s.name, func(t *testing.T) {
-			res := lint.AllWithKubeVersion(chartDir(t), s.values(t), namespace, kv)
-			for _, m := range res.Messages {
-				if m.Severity >= support.WarningSev {
-					t.Errorf("lint: %s", m)
-				}
-			}
-		})
+		t.Run(s.name, func(t *testing.T) { lintStrict(t, s.values(t)) })
 	}
 	t.Run("no values", func(t *testing.T) {
 		// addr and keyNames have no default: a bare lint must say so.

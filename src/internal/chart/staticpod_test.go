@@ -8,9 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v3/pkg/chartutil"
-	"helm.sh/helm/v3/pkg/lint"
-	"helm.sh/helm/v3/pkg/lint/support"
 	"helm.sh/helm/v3/pkg/strvals"
 	corev1 "k8s.io/api/core/v1"
 
@@ -259,19 +256,8 @@ func probeTiming(p *corev1.Probe) corev1.Probe {
 // TestStaticPodLint runs Helm's linter on the static pod's values, warnings
 // counting as failures.
 func TestStaticPodLint(t *testing.T) {
-	kv, err := chartutil.ParseKubeVersion(kubeVersion)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, s := range staticSets(t) {
-		t.Run(s.name, func(t *testing.T) {
-			res := lint.AllWithKubeVersion(chartDir(t), s.values(t), namespace, kv)
-			for _, m := range res.Messages {
-				if m.Severity >= support.WarningSev {
-					t.Errorf("lint: %s", m)
-				}
-			}
-		})
+		t.Run(s.name, func(t *testing.T) { lintStrict(t, s.values(t)) })
 	}
 }
 
