@@ -4,11 +4,16 @@
 #
 #   scripts/testbed.sh [--adopt] [COMPONENT...]
 #
-# COMPONENT is one of: vault etcd kube-apiserver kubectl (default: all).
-# Each one is a small Go module under src/testbed/ (kubectl is a second main
-# package of the kube-apiserver module). Its stamp is the sha256 of the
-# module's go.mod and go.sum, the package's *.go files, `go version`, the
-# build flags (with the version -ldflags of the Kubernetes binaries) and
+# COMPONENT is one of: vault etcd kube-apiserver kubectl kubelet
+# kube-scheduler kube-controller-manager helm3 helm4 (default: all).
+# Each one is built from a small Go module under src/testbed/: vault and etcd
+# from a main package of their own; the five Kubernetes binaries straight from
+# the upstream main packages (k8s.io/kubernetes/cmd/NAME), which the module
+# src/testbed/kubernetes lists as tools with the staging modules pinned; helm3
+# and helm4 likewise from helm.sh/helm/v3/cmd/helm and helm.sh/helm/v4/cmd/helm.
+# Its stamp is the sha256 of the module's go.mod and go.sum, the package's
+# *.go files (none for an upstream package), `go version`, the build flags
+# (with the version -ldflags of the Kubernetes and Helm binaries) and
 # CGO_ENABLED. Built binaries are kept outside the work tree in
 #   ${TESTBED_CACHE:-$HOME/.cache/vault-kms-plugin/testbed}/COMPONENT-STAMP
 # and hard-linked (or copied) to bin/COMPONENT, so another clone on the same
@@ -18,7 +23,7 @@
 # plain `go build`), put that binary into the cache instead of rebuilding it,
 # after checking its embedded build info (package path, Go version, and every
 # dependency version and sum against the module's go.sum). Not for
-# kube-apiserver and kubectl, whose version -ldflags cannot be checked.
+# the Kubernetes and Helm binaries, whose version -ldflags cannot be checked.
 #
 # Prints one line per component ("vault: cached", "etcd: built in 41s", ...)
 # and exits non-zero with a message if a build fails (its log is kept).
@@ -33,7 +38,7 @@ bin_dir=${TESTBED_BIN:-$root/bin}
 cache_dir=${TESTBED_CACHE:-${HOME:?HOME is not set}/.cache/vault-kms-plugin/testbed}
 niceness=${TESTBED_NICE:-10}
 keep=2 # cache entries kept per component: the current one and one other
-all_components=(vault etcd kube-apiserver kubectl)
+all_components=(vault etcd kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager helm3 helm4)
 build_flags=(-trimpath -buildvcs=false)
 
 usage() {
@@ -46,16 +51,20 @@ die() {
 }
 
 # component_dirs COMPONENT: sets mod_dir (the Go module) and pkg (the main
-# package, relative to mod_dir).
+# package: relative to mod_dir, or an import path in its build list).
 component_dirs() {
 	case $1 in
-	vault | etcd | kube-apiserver)
+	vault | etcd)
 		mod_dir=$root/src/testbed/$1
 		pkg=.
 		;;
-	kubectl)
-		mod_dir=$root/src/testbed/kube-apiserver
-		pkg=./kubectl
+	kube-apiserver | kubectl | kubelet | kube-scheduler | kube-controller-manager)
+		mod_dir=$root/src/testbed/kubernetes
+		pkg=k8s.io/kubernetes/cmd/$1
+		;;
+	helm3 | helm4)
+		mod_dir=$root/src/testbed/$1
+		pkg=helm.sh/helm/v${1#helm}/cmd/helm
 		;;
 	*) die "unknown component '$1' (known: ${all_components[*]})" ;;
 	esac
@@ -65,14 +74,16 @@ component_dirs() {
 # component_ldflags COMPONENT: sets ldflags. The Kubernetes binaries get the
 # version stamps of Kubernetes' own release builds (hack/lib/version.sh), so
 # that /version and `kubectl version` report the pinned release and not
-# v0.0.0-master (which kubectl fails to parse).
+# v0.0.0-master (which kubectl fails to parse). Helm gets the stamps of its
+# own Makefile: its version and, for Helm 3, the Kubernetes version it tells
+# templates (.Capabilities.KubeVersion) when it renders without a cluster;
+# unstamped it says v1.20, which the chart's kubeVersion refuses.
 component_ldflags() {
-	local v major minor p
+	local v major minor p client_go
 	ldflags=
 	case $1 in
-	kube-apiserver | kubectl)
-		v=$(cd "$mod_dir" && go list -m -f '{{.Version}}' k8s.io/kubernetes) ||
-			die "$1: cannot read the k8s.io/kubernetes version from $mod_dir/go.mod"
+	kube-apiserver | kubectl | kubelet | kube-scheduler | kube-controller-manager)
+		v=$(module_version k8s.io/kubernetes)
 		[[ $v =~ ^v([0-9]+)\.([0-9]+)\. ]] || die "$1: unexpected k8s.io/kubernetes version '$v'"
 		major=${BASH_REMATCH[1]}
 		minor=${BASH_REMATCH[2]}
@@ -82,7 +93,26 @@ component_ldflags() {
 		done
 		ldflags=${ldflags# }
 		;;
+	helm3 | helm4)
+		p=helm.sh/helm/v${1#helm}
+		v=$(module_version "$p")
+		ldflags="-X $p/internal/version.version=$v -X $p/internal/version.gitTreeState=clean"
+		if [[ $1 == helm3 ]]; then
+			# As Helm 3's Makefile derives it: client-go v0.N.M is Kubernetes 1.N.
+			client_go=$(module_version k8s.io/client-go)
+			[[ $client_go =~ ^v0\.([0-9]+)\. ]] || die "$1: unexpected k8s.io/client-go version '$client_go'"
+			for p in $p/pkg/lint/rules $p/pkg/chartutil; do
+				ldflags+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=${BASH_REMATCH[1]}"
+			done
+		fi
+		;;
 	esac
+}
+
+# module_version MODULE: the version of MODULE in mod_dir's build list.
+module_version() {
+	(cd "$mod_dir" && go list -m -f '{{.Version}}' "$1") ||
+		die "$c: cannot read the $1 version from $mod_dir/go.mod"
 }
 
 # stamp COMPONENT: prints the cache key of the component's build inputs.
@@ -94,7 +124,7 @@ stamp() {
 		echo "flags ${build_flags[*]}${ldflags:+ -ldflags=$ldflags}"
 		go version
 		echo "CGO_ENABLED=$(go env CGO_ENABLED)"
-		for f in go.mod go.sum "$pkg"/*.go; do
+		for f in go.mod go.sum "$pkg"/*.go; do # no *.go for an import path
 			[[ -f $f ]] || continue
 			echo "== $f $(wc -c <"$f")"
 			cat "$f"
