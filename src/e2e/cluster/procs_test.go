@@ -91,14 +91,14 @@ func startProc(t testing.TB, name, logPath, dir, bin string, args, env []string)
 
 func (p *proc) pid() int { return p.p.PID() }
 
-// running reports whether the process has not exited.
+// running reports whether the process has not exited; once it has, err is
+// set.
 func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
+	if p.p.Running() {
 		return true
 	}
+	<-p.done
+	return false
 }
 
 // stop sends sig, waits up to grace for the exit, then kills. It returns
@@ -110,10 +110,7 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) (time.Duration, err
 }
 
 // exitCode is the exit status of a stopped process (-1 if killed by a signal).
-func (p *proc) exitCode() int {
-	<-p.done
-	return p.p.ExitCode()
-}
+func (p *proc) exitCode() int { return p.p.ExitCode() }
 
 // pki holds the certificates and keys of the control plane, made by the
 // test: a CA, the apiserver's serving certificate (127.0.0.1), and the
