@@ -58,7 +58,7 @@ demo: ## Run the plugin against a real local Vault and kube-apiserver, and show 
 
 bench: ## Measure the plugin side by side with Vault itself; writes BENCHMARKS.md.
 	scripts/testbed.sh --adopt vault
-	$(GO) run ./src/cmd/kms-bench -out BENCHMARKS.md
+	cd src/e2e && $(GO) run ./bench -out $(CURDIR)/BENCHMARKS.md
 
 clean: ## Remove build outputs (the test-bed cache in ~/.cache is kept).
 	rm -rf bin/vault-kms-plugin bin/dist
