@@ -47,7 +47,7 @@ testbed: ## Build the real Vault used by the tests (cached; rebuilt only when it
 test: testbed build-all ## Everything CI runs: unit and integration tests against a real Vault, with -race.
 	$(GO) vet ./...
 	$(GO) test -race ./...
-	cd src/e2e && $(GO) vet ./... && $(GO) test -race ./encryptionconfig/... && $(GO) test -race -run TestChartContractChecksCatchMistakes ./cluster/...
+	cd src/e2e && $(GO) vet ./... && $(GO) test -race ./encryptionconfig/... ./internal/... && $(GO) test -race -run TestChartContractChecksCatchMistakes ./cluster/...
 
 e2e: ## End to end on a real kube-apiserver + etcd + Vault (builds them on first use).
 	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl
@@ -58,7 +58,7 @@ demo: ## Run the plugin against a real local Vault and kube-apiserver, and show 
 
 bench: ## Measure the plugin side by side with Vault itself; writes BENCHMARKS.md.
 	scripts/testbed.sh --adopt vault
-	$(GO) run ./src/cmd/kms-bench -out BENCHMARKS.md
+	cd src/e2e && $(GO) run ./bench -out $(CURDIR)/BENCHMARKS.md
 
 clean: ## Remove build outputs (the test-bed cache in ~/.cache is kept).
 	rm -rf bin/vault-kms-plugin bin/dist

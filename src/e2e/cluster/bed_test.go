@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
@@ -378,32 +379,21 @@ func (m metrics) labelValues(name, label string, want map[string]string) map[str
 // f's last error.
 func waitFor(t testing.TB, timeout time.Duration, what string, f func() error) time.Duration {
 	t.Helper()
-	start := time.Now()
-	deadline := start.Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(250 * time.Millisecond)
+	return waitEvery(t, timeout, 250*time.Millisecond, what, f)
+}
+
+// waitEvery is waitFor with a chosen interval, for checks that write.
+func waitEvery(t testing.TB, timeout, every time.Duration, what string, f func() error) time.Duration {
+	t.Helper()
+	d, err := procs.WaitFor(context.Background(), timeout, every, what, f)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return d
 }
 
 // tail is the last n lines of a file, for failure messages.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func tail(path string, n int) string { return procs.Tail(path, n) }
 
 func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)

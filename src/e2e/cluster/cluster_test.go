@@ -662,22 +662,6 @@ func keyIDHash(keyID string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// waitEvery is waitFor with a chosen interval, for checks that write.
-func waitEvery(t testing.TB, timeout, every time.Duration, what string, f func() error) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		err := f()
-		if err == nil {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not after %s: %v", what, timeout, err)
-		}
-		time.Sleep(every)
-	}
-}
-
 func parseDuration(t testing.TB, s string) time.Duration {
 	d, err := time.ParseDuration(s)
 	if err != nil {

@@ -8,27 +8,27 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
-	"fmt"
 	"math/big"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
-// repoRoot is the repository's root, found from this file's location.
+// repoRoot is the repository's root.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test file")
+	root, err := procs.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", ".."))
+	return root
 }
 
 // testbedBin is bin/NAME of the test bed (TESTBED_BIN overrides bin/, as
@@ -60,22 +60,15 @@ func buildPlugin(t testing.TB, dir string) string {
 // freePort is a free TCP port on 127.0.0.1.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return testvault.FreePort(t)
 }
 
-// proc is a server process the test started. Its output is appended to a
-// log file, so that a restarted server keeps one log.
+// proc is a server process the test started (a procs.Process), with its
+// Wait error as a field.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  *os.File
-	done chan struct{}
-	err  error // of Wait, valid once done is closed
+	p    *procs.Process
+	err  error         // of Wait, valid once done is closed
+	done chan struct{} // closed once err is set
 }
 
 // startProc starts bin with args and env (nil: the test's environment).
@@ -83,70 +76,41 @@ type proc struct {
 // binary is killed by a timeout before its cleanups run.
 func startProc(t testing.TB, name, logPath, dir, bin string, args, env []string) *proc {
 	t.Helper()
-	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := procs.Start(name, logPath, dir, bin, args, env)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(f, "\n===== %s: start %s %q\n", time.Now().Format(time.RFC3339Nano), bin, args)
-	cmd := exec.Command(bin, args...)
-	cmd.Env = env
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: f, done: make(chan struct{})}
+	w := &proc{p: p, done: make(chan struct{})}
 	go func() {
-		p.err = cmd.Wait()
-		fmt.Fprintf(f, "===== %s: exited: %v\n", time.Now().Format(time.RFC3339Nano), p.err)
-		f.Close()
-		close(p.done)
+		<-p.Done()
+		w.err = p.Err()
+		close(w.done)
 	}()
-	return p
+	return w
 }
 
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+func (p *proc) pid() int { return p.p.PID() }
 
-// running reports whether the process has not exited.
+// running reports whether the process has not exited; once it has, err is
+// set.
 func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
+	if p.p.Running() {
 		return true
 	}
+	<-p.done
+	return false
 }
 
 // stop sends sig, waits up to grace for the exit, then kills. It returns
 // how long the process took to exit and its Wait error.
 func (p *proc) stop(sig syscall.Signal, grace time.Duration) (time.Duration, error) {
-	start := time.Now()
-	if !p.running() {
-		return 0, p.err
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-	return time.Since(start), p.err
+	d, err := p.p.Stop(sig, grace)
+	<-p.done
+	return d, err
 }
 
 // exitCode is the exit status of a stopped process (-1 if killed by a signal).
-func (p *proc) exitCode() int {
-	var ee *exec.ExitError
-	if p.err == nil {
-		return 0
-	}
-	if errors.As(p.err, &ee) {
-		return ee.ExitCode()
-	}
-	return -1
-}
+func (p *proc) exitCode() int { return p.p.ExitCode() }
 
 // pki holds the certificates and keys of the control plane, made by the
 // test: a CA, the apiserver's serving certificate (127.0.0.1), and the

@@ -1,5 +1,5 @@
 // Package testvault starts a real Vault server (the test bed's bin/vault)
-// on 127.0.0.1 for integration tests.
+// on 127.0.0.1 for integration tests, and for the benchmark.
 package testvault
 
 import (
@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"testing"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -26,12 +26,25 @@ type Server struct {
 	CACert    string // PEM file of the CA, for TLS servers
 	Dir       string // working directory: config, storage, logs
 
-	t         testing.TB
+	t         TB
 	cmd       *exec.Cmd
 	log       *Buffer
 	unsealKey string
 	args      []string
 	exited    chan struct{}
+}
+
+// TB is what a server needs of its owner: a *testing.T or *testing.B, or
+// a program that is not a test (the benchmark) with its own implementation.
+// Fatal and Fatalf must not return.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Failed() bool
+	Cleanup(func())
+	TempDir() string
 }
 
 // Options of a server.
@@ -44,7 +57,7 @@ type Options struct {
 }
 
 // Bin is the path of the Vault binary built by scripts/testbed.sh.
-func Bin(t testing.TB) string {
+func Bin(t TB) string {
 	if p := os.Getenv("VAULT_BIN"); p != "" {
 		return p
 	}
@@ -71,7 +84,7 @@ func Bin(t testing.TB) string {
 }
 
 // FreePort returns a free TCP port on 127.0.0.1.
-func FreePort(t testing.TB) int {
+func FreePort(t TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +94,7 @@ func FreePort(t testing.TB) int {
 }
 
 // Start starts a Vault server and stops it when the test ends.
-func Start(t testing.TB, o Options) *Server {
+func Start(t TB, o Options) *Server {
 	t.Helper()
 	s := &Server{t: t, Dir: t.TempDir()}
 	port := FreePort(t)
@@ -128,6 +141,9 @@ func (s *Server) Start() {
 	s.cmd = exec.Command(Bin(s.t), s.args...)
 	s.cmd.Env = append(os.Environ(), "HOME="+s.Dir, "VAULT_ADDR=", "VAULT_TOKEN=")
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	// Vault dies with its owner even if a timeout or a hard kill ends the
+	// owner before its cleanups run.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start vault: %v", err)
 	}
@@ -185,7 +201,10 @@ func (s *Server) waitListening() {
 	s.t.Fatalf("vault did not start within 60s: %s", s.log.String())
 }
 
-func (s *Server) rawClient(token string) *api.Client {
+// Config is what the server's clients are made from: its address and CA,
+// no retries, a 10 s timeout. Each call makes a new one, with its own HTTP
+// transport, for a caller to tune.
+func (s *Server) Config() *api.Config {
 	cfg := api.DefaultConfig()
 	cfg.Address = s.Addr
 	cfg.MaxRetries = 0
@@ -195,7 +214,11 @@ func (s *Server) rawClient(token string) *api.Client {
 			s.t.Fatal(err)
 		}
 	}
-	c, err := api.NewClient(cfg)
+	return cfg
+}
+
+func (s *Server) rawClient(token string) *api.Client {
+	c, err := api.NewClient(s.Config())
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -267,6 +290,18 @@ func (s *Server) EnableTransit(mount string, keys ...string) {
 	}
 }
 
+// EnableFileAudit enables a file audit device that writes to path: one
+// JSON line per request and per response.
+func (s *Server) EnableFileAudit(path string) {
+	s.t.Helper()
+	err := s.Client().Sys().EnableAuditWithOptions("file", &api.EnableAuditOptions{
+		Type: "file", Options: map[string]string{"file_path": path},
+	})
+	if err != nil {
+		s.t.Fatalf("enable the file audit device: %v", err)
+	}
+}
+
 // Rotate rotates a transit key and returns its new latest version.
 func (s *Server) Rotate(mount, key string) int {
 	s.t.Helper()
@@ -296,6 +331,9 @@ func (s *Server) Token(req *api.TokenCreateRequest) string {
 	}
 	return sec.Auth.ClientToken
 }
+
+// PID is the process id of the running server.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // Log is everything the server printed so far.
 func (s *Server) Log() string { return s.log.String() }

@@ -12,13 +12,15 @@ import (
 	"google.golang.org/grpc"
 	v1beta1 "k8s.io/kms/apis/v1beta1"
 	kmsapi "k8s.io/kms/apis/v2"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 )
 
 // plugin is a running vault-kms-plugin and one connection to its socket.
 type plugin struct {
 	groupCommit bool
 	sock        string
-	proc        *proc
+	proc        *procs.Process
 	conn        *grpc.ClientConn
 	v2          kmsapi.KeyManagementServiceClient
 	v1          v1beta1.KeyManagementServiceClient
@@ -49,7 +51,7 @@ func buildPlugin(ctx context.Context, root string) (string, error) {
 // startPlugin starts the plugin on dir/kms.sock against v and waits until
 // its own probe says it is healthy. The key is refreshed hourly so that
 // the only Vault requests in the Status window are those Status causes.
-func startPlugin(ctx context.Context, bin string, v *vaultServer, dir string, groupCommit bool, extraEnv []string, cl *cleanups) (*plugin, error) {
+func startPlugin(ctx context.Context, h *harness, bin string, v *vaultServer, dir string, groupCommit bool, extraEnv []string) (*plugin, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -57,8 +59,8 @@ func startPlugin(ctx context.Context, bin string, v *vaultServer, dir string, gr
 	endpoint := "unix://" + p.sock
 	var err error
 	env := append([]string{
-		"VAULT_ADDR=" + v.addr,
-		"VAULT_TOKEN=" + v.token,
+		"VAULT_ADDR=" + v.Addr,
+		"VAULT_TOKEN=" + v.RootToken,
 		"VAULT_KMS_KEY_NAMES=" + keyName,
 		"VAULT_KMS_LISTEN=" + endpoint,
 		"VAULT_KMS_HEALTH_ADDR=",
@@ -66,20 +68,19 @@ func startPlugin(ctx context.Context, bin string, v *vaultServer, dir string, gr
 		"VAULT_KMS_GROUP_COMMIT=" + strconv.FormatBool(groupCommit),
 		"VAULT_KMS_KEY_REFRESH_INTERVAL=1h",
 	}, extraEnv...)
-	p.proc, err = startProc("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), childEnv(env...), bin)
+	p.proc, err = h.start("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), childEnv(env...), bin)
 	if err != nil {
 		return nil, err
 	}
-	cl.add(p.proc.stop)
 	probe := exec.CommandContext(ctx, bin, "probe", "-endpoint", endpoint, "-wait", "20s")
 	probe.Env = childEnv()
 	if out, err := probe.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%s is not healthy: %v: %s\n%s", p.proc.name, err, out, p.proc.tail(20))
+		return nil, fmt.Errorf("%s is not healthy: %v: %s\n%s", p.proc.Name, err, out, output(p.proc))
 	}
 	if p.conn, err = dialUnix(p.sock); err != nil {
 		return nil, err
 	}
-	cl.add(func() { p.conn.Close() })
+	h.Cleanup(func() { p.conn.Close() })
 	p.v2 = kmsapi.NewKeyManagementServiceClient(p.conn)
 	p.v1 = v1beta1.NewKeyManagementServiceClient(p.conn)
 	return p, nil
@@ -87,13 +88,13 @@ func startPlugin(ctx context.Context, bin string, v *vaultServer, dir string, gr
 
 // usage is the plugin's CPU time so far and its peak RSS.
 func (p *plugin) usage() (cpu time.Duration, hwm int64, err error) {
-	if p.proc.exited() {
-		return 0, 0, fmt.Errorf("%s exited\n%s", p.proc.name, p.proc.tail(20))
+	if !p.proc.Running() {
+		return 0, 0, fmt.Errorf("%s exited\n%s", p.proc.Name, output(p.proc))
 	}
-	if cpu, err = procCPU(p.proc.pid()); err != nil {
+	if cpu, err = procCPU(p.proc.PID()); err != nil {
 		return 0, 0, err
 	}
-	_, hwm, err = procMem(p.proc.pid())
+	_, hwm, err = procMem(p.proc.PID())
 	return cpu, hwm, err
 }
 

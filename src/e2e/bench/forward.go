@@ -64,7 +64,7 @@ func (f *forwarder) Encrypt(ctx context.Context, req *kmsapi.EncryptRequest) (*k
 	return &kmsapi.EncryptResponse{Ciphertext: []byte(out.Data.Ciphertext), KeyId: "forward"}, nil
 }
 
-// serveForward is the forwarder process: `kms-bench -serve-forward SOCK`,
+// serveForward is the forwarder process: `bench -serve-forward SOCK`,
 // with VAULT_ADDR and VAULT_TOKEN in its environment.
 func serveForward(sock string) error {
 	addr, token := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN")

@@ -2,32 +2,28 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	kmsapi "k8s.io/kms/apis/v2"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 // benchmark runs everything and writes the report.
-func benchmark(ctx context.Context, o *options, cl *cleanups, out io.Writer) error {
+func benchmark(ctx context.Context, o *options, h *harness, out io.Writer) error {
 	start := time.Now()
-	root, err := repoRoot()
+	root, err := procs.RepoRoot()
 	if err != nil {
 		return err
 	}
-	vbin := filepath.Join(root, "bin", "vault")
-	if _, err := os.Stat(vbin); err != nil {
-		return fmt.Errorf("no Vault at %s: run 'scripts/testbed.sh vault' (or make bench) first", vbin)
-	}
-	tmp, err := os.MkdirTemp("", "kms-bench-")
-	if err != nil {
-		return err
-	}
-	cl.add(func() { os.RemoveAll(tmp) })
+	vbin := testvault.Bin(h)
+	tmp := h.TempDir()
 	r := &report{o: o, start: start.UTC(), machine: describeMachine()}
 	if r.vault, err = vaultVersion(ctx, vbin); err != nil {
 		return err
@@ -38,18 +34,15 @@ func benchmark(ctx context.Context, o *options, cl *cleanups, out io.Writer) err
 		return err
 	}
 	fmt.Fprintf(out, "starting %s\n", r.vault)
-	v, err := startVault(ctx, vbin, tmp, cl)
-	if err != nil {
-		return err
-	}
+	v := startVault(h)
 	// The reference servers run with the plugins' extra environment, so
 	// that all run under the same Go runtime settings.
-	_, hop, err := startServer(ctx, "hop", tmp, append(os.Environ(), o.pluginEnv...), cl)
+	_, hop, err := startServer(ctx, h, "hop", tmp, append(os.Environ(), o.pluginEnv...))
 	if err != nil {
 		return err
 	}
-	fwdEnv := childEnv(append([]string{"VAULT_ADDR=" + v.addr, "VAULT_TOKEN=" + v.token}, o.pluginEnv...)...)
-	fwdProc, fwd, err := startServer(ctx, "forward", tmp, fwdEnv, cl)
+	fwdEnv := childEnv(append([]string{"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.RootToken}, o.pluginEnv...)...)
+	fwdProc, fwd, err := startServer(ctx, h, "forward", tmp, fwdEnv)
 	if err != nil {
 		return err
 	}
@@ -58,7 +51,7 @@ func benchmark(ctx context.Context, o *options, cl *cleanups, out io.Writer) err
 	// whatever else the machine does weighs on both alike; the idle one
 	// makes no Vault requests.
 	for _, gc := range []bool{true, false} {
-		p, err := startPlugin(ctx, pbin, v, filepath.Join(tmp, fmt.Sprintf("plugin-gc-%t", gc)), gc, o.pluginEnv, cl)
+		p, err := startPlugin(ctx, h, pbin, v, filepath.Join(tmp, fmt.Sprintf("plugin-gc-%t", gc)), gc, o.pluginEnv)
 		if err != nil {
 			return err
 		}
@@ -85,7 +78,7 @@ func benchmark(ctx context.Context, o *options, cl *cleanups, out io.Writer) err
 		if pr.cpu, pr.peak, err = pr.p.usage(); err != nil {
 			return err
 		}
-		pr.p.proc.stop()
+		pr.p.proc.Stop(syscall.SIGTERM, stopGrace)
 	}
 	r.points, r.plugins = b.points, b.plugins
 	r.total = time.Since(start)
@@ -95,25 +88,4 @@ func benchmark(ctx context.Context, o *options, cl *cleanups, out io.Writer) err
 	}
 	fmt.Fprintf(out, "\n%s\nwrote %s in %s\n", md, o.out, r.total.Round(time.Second))
 	return nil
-}
-
-// repoRoot is the nearest directory above the working directory that holds
-// both Makefile and go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		_, e1 := os.Stat(filepath.Join(dir, "Makefile"))
-		_, e2 := os.Stat(filepath.Join(dir, "go.mod"))
-		if e1 == nil && e2 == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no directory holding Makefile and go.mod above the working directory: run from the repository")
-		}
-		dir = parent
-	}
 }

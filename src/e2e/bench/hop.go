@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	kmsapi "k8s.io/kms/apis/v2"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 )
 
 // hopServer is a KMS v2 server that answers at once: the bare
@@ -29,7 +31,7 @@ func (h *hopServer) Encrypt(context.Context, *kmsapi.EncryptRequest) (*kmsapi.En
 	return &kmsapi.EncryptResponse{Ciphertext: h.ct, KeyId: "hop"}, nil
 }
 
-// serveHop is the hop process: `kms-bench -serve-hop SOCK`.
+// serveHop is the hop process: `bench -serve-hop SOCK`.
 func serveHop(sock string) error {
 	// As long as the plugin's answer: "bench:vault:v1:" and 80 base64 bytes.
 	return serveKMS(sock, &hopServer{ct: make([]byte, 95)})
@@ -45,37 +47,35 @@ func serveKMS(sock string, srv kmsapi.KeyManagementServiceServer) error {
 	return gs.Serve(l)
 }
 
-// startServer starts this program as `kms-bench -serve-NAME dir/NAME.sock`
+// startServer starts this program as `bench -serve-NAME dir/NAME.sock`
 // with env, and returns the process and a client connection to it.
-func startServer(ctx context.Context, name, dir string, env []string, cl *cleanups) (*proc, *grpc.ClientConn, error) {
+func startServer(ctx context.Context, h *harness, name, dir string, env []string) (*procs.Process, *grpc.ClientConn, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, err
 	}
 	sock := filepath.Join(dir, name+".sock")
-	p, err := startProc(name, filepath.Join(dir, name+".log"), env, self, "-serve-"+name, sock)
+	p, err := h.start(name, filepath.Join(dir, name+".log"), env, self, "-serve-"+name, sock)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl.add(p.stop)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if c, err := net.Dial("unix", sock); err == nil {
+	_, err = procs.WaitFor(ctx, 10*time.Second, 20*time.Millisecond, name+" server's socket", func() error {
+		if !p.Running() {
+			h.Fatalf("%s server exited at start\n%s", name, output(p))
+		}
+		c, err := net.Dial("unix", sock)
+		if err == nil {
 			c.Close()
-			break
 		}
-		if time.Now().After(deadline) || p.exited() {
-			return nil, nil, fmt.Errorf("%s server did not start\n%s", name, p.tail(20))
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return err
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w\n%s", err, output(p))
 	}
 	conn, err := dialUnix(sock)
 	if err != nil {
 		return nil, nil, err
 	}
-	cl.add(func() { conn.Close() })
+	h.Cleanup(func() { conn.Close() })
 	return p, conn, nil
 }

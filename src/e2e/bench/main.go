@@ -1,13 +1,13 @@
-// Command kms-bench measures vault-kms-plugin side by side with Vault
+// Command bench measures vault-kms-plugin side by side with Vault
 // transit itself, on one machine, in one run, and writes BENCHMARKS.md.
 //
-// It starts a Vault dev server from the test bed (bin/vault), builds and
-// starts the plugin twice (group commit on and off), and measures direct
+// It starts a Vault dev server from the test bed (bin/vault, through
+// src/internal/testvault), builds and starts the plugin twice (group commit on and off), and measures direct
 // transit calls, a bare gRPC hop, and the plugin's KMS v2 and v1 APIs at
 // several concurrencies, a decrypt storm, the Vault cost of Status, and the
 // plugin's memory and CPU. All traffic stays on 127.0.0.1.
 //
-//	go run ./src/cmd/kms-bench -out BENCHMARKS.md   (what `make bench` runs)
+//	cd src/e2e && go run ./bench -out ../../BENCHMARKS.md   (what `make bench` runs)
 package main
 
 import (
@@ -46,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The bench runs its reference servers as child processes of itself.
 	if serve, ok := map[string]func(string) error{"-serve-hop": serveHop, "-serve-forward": serveForward}[first(args)]; ok && len(args) == 2 {
 		if err := serve(args[1]); err != nil {
-			fmt.Fprintf(stderr, "kms-bench %s: %v\n", args[0], err)
+			fmt.Fprintf(stderr, "bench %s: %v\n", args[0], err)
 			return 1
 		}
 		return 0
@@ -57,13 +57,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var cl cleanups
-	defer cl.run()
-	if err := benchmark(ctx, o, &cl, stdout); err != nil {
+	h := &harness{stderr: stderr}
+	if err := h.run(func() error { return benchmark(ctx, o, h, stdout) }); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("interrupted: %w", err)
 		}
-		fmt.Fprintf(stderr, "kms-bench: %v\n", err)
+		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return 1
 	}
 	return 0
@@ -77,7 +76,7 @@ func first(args []string) string {
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
-	fs := flag.NewFlagSet("kms-bench", flag.ContinueOnError)
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
 	levels := fs.String("c", "1,16,128,512", "concurrency levels, comma-separated")
@@ -103,7 +102,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	bad := func(format string, a ...any) error {
 		err := fmt.Errorf(format, a...)
-		fmt.Fprintf(stderr, "kms-bench: %v\n", err)
+		fmt.Fprintf(stderr, "bench: %v\n", err)
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -125,17 +124,4 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, bad("-storm, -storm-workers, -status, -pool and -rounds must be positive")
 	}
 	return o, nil
-}
-
-// cleanups runs registered functions in reverse order, also after an error
-// or an interrupt.
-type cleanups []func()
-
-func (c *cleanups) add(f func()) { *c = append(*c, f) }
-
-func (c *cleanups) run() {
-	for i := len(*c) - 1; i >= 0; i-- {
-		(*c)[i]()
-	}
-	*c = nil
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 )
 
 // pathID names a measured path.
@@ -27,7 +29,7 @@ const (
 // to release afterwards.
 type path struct {
 	id   pathID
-	proc *proc // the plugin or forwarder whose CPU and memory count; nil for none
+	proc *procs.Process // the plugin or forwarder whose CPU and memory count; nil for none
 	open func(c int) (call, func(), error)
 }
 
@@ -79,7 +81,7 @@ func (b *bench) round(workers int) load {
 
 // prepare makes the inputs: plaintexts, and ciphertexts for every decrypt
 // path made by that path's own encrypt.
-func (b *bench) prepare(ctx context.Context, hop, fwd codec, fwdProc *proc) error {
+func (b *bench) prepare(ctx context.Context, hop, fwd codec, fwdProc *procs.Process) error {
 	b.pts = make([][]byte, b.o.pool)
 	for i := range b.pts {
 		b.pts[i] = make([]byte, 32)
@@ -132,7 +134,7 @@ func fixed(c codec) func(int) (codec, func(), error) {
 	return func(int) (codec, func(), error) { return c, func() {}, nil }
 }
 
-func (b *bench) addPath(id pathID, p *proc, newCodec func(int) (codec, func(), error)) {
+func (b *bench) addPath(id pathID, p *procs.Process, newCodec func(int) (codec, func(), error)) {
 	b.paths = append(b.paths, path{id: id, proc: p, open: func(c int) (call, func(), error) {
 		cd, release, err := newCodec(c)
 		if err != nil {
@@ -148,7 +150,7 @@ func (b *bench) addPath(id pathID, p *proc, newCodec func(int) (codec, func(), e
 // measure runs l with f and records what the window cost, p's CPU and
 // memory included when p is not nil. With quiet > 0 it first and last
 // waits until Vault's audit log has been still that long.
-func (b *bench) measure(ctx context.Context, p *proc, l load, f call, quiet time.Duration) (result, cost, error) {
+func (b *bench) measure(ctx context.Context, p *procs.Process, l load, f call, quiet time.Duration) (result, cost, error) {
 	var c cost
 	settle := func() error {
 		if quiet > 0 {
@@ -164,12 +166,12 @@ func (b *bench) measure(ctx context.Context, p *proc, l load, f call, quiet time
 	if err != nil {
 		return result{}, c, err
 	}
-	v0, _ := procCPU(b.v.proc.pid())
+	v0, _ := procCPU(b.v.PID())
 	var p0 time.Duration
 	stopRSS := func() int64 { return 0 }
 	if p != nil {
-		p0, _ = procCPU(p.pid())
-		stopRSS = sampleRSS(p.pid(), 50*time.Millisecond)
+		p0, _ = procCPU(p.PID())
+		stopRSS = sampleRSS(p.PID(), 50*time.Millisecond)
 	}
 	res, err := l.run(ctx, f)
 	c.maxRSS = stopRSS()
@@ -183,12 +185,12 @@ func (b *bench) measure(ctx context.Context, p *proc, l load, f call, quiet time
 	if err != nil {
 		return res, c, err
 	}
-	v1, _ := procCPU(b.v.proc.pid())
+	v1, _ := procCPU(b.v.PID())
 	c.vaultReqs, c.vaultCPU = a1-a0, v1-v0
 	if p != nil {
-		p1, err := procCPU(p.pid())
+		p1, err := procCPU(p.PID())
 		if err != nil {
-			return res, c, fmt.Errorf("%s: %w\n%s", p.name, err, p.tail(20))
+			return res, c, fmt.Errorf("%s: %w\n%s", p.Name, err, output(p))
 		}
 		c.pluginCPU = p1 - p0
 	}
