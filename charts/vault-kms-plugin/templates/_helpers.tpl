@@ -184,11 +184,7 @@ VAULT_ADDR: {{ .Values.addr | quote }}
 VAULT_KMS_KEY_NAMES: {{ join "," .Values.keyNames | quote }}
 VAULT_KMS_TRANSIT_PATH: {{ .Values.transitPath | quote }}
 VAULT_KMS_LISTEN: {{ include "vault-kms-plugin.endpoint" . | quote }}
-{{- if $static }}
-VAULT_KMS_HEALTH_ADDR: {{ printf "127.0.0.1:%d" (int .Values.health.port) | quote }}
-{{- else }}
-VAULT_KMS_HEALTH_ADDR: {{ printf ":%d" (int .Values.health.port) | quote }}
-{{- end }}
+VAULT_KMS_HEALTH_ADDR: {{ printf "%s:%d" (include "vault-kms-plugin.healthHost" (dict "root" . "static" $static)) (int .Values.health.port) | quote }}
 VAULT_KMS_LOG_LEVEL: {{ .Values.logLevel | quote }}
 VAULT_KMS_LOG_FORMAT: {{ .Values.logFormat | quote }}
 VAULT_KMS_AUTH_METHOD: {{ .Values.auth.method | quote }}
@@ -226,6 +222,26 @@ VAULT_SKIP_VERIFY: "true"
 {{- with .Values.vaultNamespace }}
 VAULT_NAMESPACE: {{ . | quote }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The address the health server (/livez, /readyz, /metrics) listens on, without
+the port. Call it with (dict "root" $ "static" <bool>). On the node's network
+(hostNetwork, and always for the static pod) it is the node's loopback unless
+health.bindAddress says otherwise, so that /metrics is not served to the
+node's network, and the probes then name host 127.0.0.1. A DaemonSet with the
+metrics Service or ServiceMonitor asks for /metrics on the network and gets
+every address. On the pod's network it is every address of the pod, where
+the kubelet probes it.
+*/}}
+{{- define "vault-kms-plugin.healthHost" -}}
+{{- $root := .root }}
+{{- $scraped := and (not .static) (or $root.Values.metrics.service.enabled $root.Values.metrics.serviceMonitor.enabled) }}
+{{- if $root.Values.health.bindAddress }}
+{{- $root.Values.health.bindAddress }}
+{{- else if or .static (and $root.Values.hostNetwork (not $scraped)) }}
+{{- print "127.0.0.1" }}
 {{- end }}
 {{- end }}
 

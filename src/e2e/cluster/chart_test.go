@@ -277,14 +277,14 @@ func planPod(t testing.TB, r *rendered, pluginBin, hostRoot, podDir string) *pod
 		}
 	}
 
-	// Ports: a listen address ":PORT" on a declared container port is the
-	// pod's network; here it becomes 127.0.0.1 and a free port.
+	// Ports: a listen address ":PORT" (or the node's loopback, on the node's
+	// network) on a declared container port becomes 127.0.0.1 and a free port.
 	ports := map[int32]int{} // container port → port on this machine
 	named := map[string]int32{}
 	for _, cp := range c.Ports {
 		named[cp.Name] = cp.ContainerPort
 	}
-	listenRE := regexp.MustCompile(`^(?:0\.0\.0\.0|\[::\])?:(\d+)$`)
+	listenRE := regexp.MustCompile(`^(?:0\.0\.0\.0|\[::\]|127\.0\.0\.1)?:(\d+)$`)
 	mountPaths := sortedKeys(p.mounts)
 	// Longest mount path first, so that a nested mount wins.
 	slices.SortFunc(mountPaths, func(a, b string) int { return len(b) - len(a) })

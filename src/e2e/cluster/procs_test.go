@@ -1,15 +1,6 @@
 package cluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,89 +102,3 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) (time.Duration, err
 
 // exitCode is the exit status of a stopped process (-1 if killed by a signal).
 func (p *proc) exitCode() int { return p.p.ExitCode() }
-
-// pki holds the certificates and keys of the control plane, made by the
-// test: a CA, the apiserver's serving certificate (127.0.0.1), and the
-// service-account signing key pair.
-type pki struct {
-	caFile, caPEM          string
-	servingCert, servingKy string
-	saPub, saKey           string
-	adminToken             string
-	tokenFile              string // the apiserver's --token-auth-file
-}
-
-func newPKI(t testing.TB, dir string) *pki {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	must := func(err error) {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	writePEM := func(name, typ string, der []byte) string {
-		p := filepath.Join(dir, name)
-		must(os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
-		return p
-	}
-	newKey := func() (*ecdsa.PrivateKey, []byte) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		must(err)
-		der, err := x509.MarshalPKCS8PrivateKey(k)
-		must(err)
-		return k, der
-	}
-	now := time.Now()
-	caKey, _ := newKey()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "vault-kms-e2e-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(48 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	must(err)
-	caCert, err := x509.ParseCertificate(caDER)
-	must(err)
-
-	srvKey, srvKeyDER := newKey()
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(48 * time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost", "kubernetes.default.svc"},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
-	must(err)
-
-	saKey, saKeyDER := newKey()
-	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
-	must(err)
-
-	tok := make([]byte, 24)
-	_, err = rand.Read(tok)
-	must(err)
-	p := &pki{
-		caFile:      writePEM("ca.crt", "CERTIFICATE", caDER),
-		servingCert: writePEM("serving.crt", "CERTIFICATE", srvDER),
-		servingKy:   writePEM("serving.key", "PRIVATE KEY", srvKeyDER),
-		saPub:       writePEM("sa.pub", "PUBLIC KEY", saPubDER),
-		saKey:       writePEM("sa.key", "PRIVATE KEY", saKeyDER),
-		adminToken:  hex.EncodeToString(tok),
-		tokenFile:   filepath.Join(dir, "tokens.csv"),
-	}
-	p.caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
-	// token,user,uid,"group1,group2"
-	must(os.WriteFile(p.tokenFile, []byte(p.adminToken+`,e2e-admin,e2e-admin,"system:masters"`+"\n"), 0o600))
-	return p
-}

@@ -1,6 +1,7 @@
 package chart
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -278,13 +279,20 @@ func TestChartAndBinaryAgree(t *testing.T) {
 			if cfg.AuthMethod != wantMethod {
 				t.Errorf("auth method = %q, want %q", cfg.AuthMethod, wantMethod)
 			}
+			// The probes reach the health server: its port, and its host
+			// when it listens on the node's loopback only.
 			port := c.Ports[0].ContainerPort
-			if want := ":" + strconv.Itoa(int(port)); cfg.HealthAddr != want {
-				t.Errorf("health address = %q, want %q (the probes' port)", cfg.HealthAddr, want)
+			host, healthPort, err := net.SplitHostPort(cfg.HealthAddr)
+			if err != nil || healthPort != strconv.Itoa(int(port)) {
+				t.Errorf("health address = %q, want the probes' port %d", cfg.HealthAddr, port)
 			}
 			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
 				if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.StrVal != c.Ports[0].Name {
 					t.Errorf("probe %+v does not use the health port %q", p, c.Ports[0].Name)
+					continue
+				}
+				if want := map[bool]string{true: "127.0.0.1"}[host == "127.0.0.1"]; p.HTTPGet.Host != want {
+					t.Errorf("probe %s: host %q, want %q for health address %q", p.HTTPGet.Path, p.HTTPGet.Host, want, cfg.HealthAddr)
 				}
 			}
 			if ca, ok := vals["caBundle"].(string); ok && ca != "" {

@@ -45,7 +45,10 @@ func TestDaemonSetDefaults(t *testing.T) {
 		{"priorityClassName", pod.PriorityClassName, "system-node-critical"},
 		{"automountServiceAccountToken", *pod.AutomountServiceAccountToken, false},
 		{"serviceAccountName", pod.ServiceAccountName, "vault-kms-plugin"},
-		{"hostNetwork", pod.HostNetwork, false},
+		{"hostNetwork", pod.HostNetwork, true},
+		{"dnsPolicy", pod.DNSPolicy, corev1.DNSClusterFirstWithHostNet},
+		{"liveness host", c.LivenessProbe.HTTPGet.Host, "127.0.0.1"},
+		{"readiness host", c.ReadinessProbe.HTTPGet.Host, "127.0.0.1"},
 		{"imagePullSecrets", len(pod.ImagePullSecrets), 0},
 		{"image", c.Image, "ghcr.io/vault-kms-plugin/vault-kms-plugin:" + appVersion},
 		{"command", c.Command, []string{"/vault-kms-plugin"}},
@@ -224,4 +227,40 @@ func TestImageReference(t *testing.T) {
 // the plain data compared here.
 func equal(a, b any) bool {
 	return strings.TrimSpace(mustYAML(a)) == strings.TrimSpace(mustYAML(b))
+}
+
+// TestHealthExposure checks where the health server (and so /metrics)
+// listens: on the node's loopback on the node network unless the values ask
+// for the network, and where the kubelet's probes look in every case.
+func TestHealthExposure(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		set       map[string]any
+		addr      string // VAULT_KMS_HEALTH_ADDR
+		probeHost string
+	}{
+		{"node network: loopback", nil, "127.0.0.1:8787", "127.0.0.1"},
+		{"pod network: every pod address", map[string]any{"hostNetwork": false}, ":8787", ""},
+		{"metrics Service asks for the network", map[string]any{"metrics": map[string]any{"service": map[string]any{"enabled": true}}}, ":8787", ""},
+		{"explicit bind address", map[string]any{"health": map[string]any{"bindAddress": "0.0.0.0", "port": 9000}}, "0.0.0.0:9000", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vals := valuesFrom(t, []string{"testdata/vault-values.yaml"})
+			for k, v := range tc.set {
+				vals[k] = v
+			}
+			r := render(t, vals)
+			ds := r.daemonSet(t)
+			c := pluginContainer(t, ds)
+			cm := r.configMap(t, "vault-kms-plugin")
+			if got := cm.Data["VAULT_KMS_HEALTH_ADDR"]; got != tc.addr {
+				t.Errorf("VAULT_KMS_HEALTH_ADDR = %q, want %q", got, tc.addr)
+			}
+			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+				if p.HTTPGet.Host != tc.probeHost {
+					t.Errorf("probe %s host = %q, want %q", p.HTTPGet.Path, p.HTTPGet.Host, tc.probeHost)
+				}
+			}
+		})
+	}
 }
