@@ -277,15 +277,7 @@ func TestDockerfile(t *testing.T) {
 	if u := only(t, final, "USER").args; u != "65532:65532" {
 		t.Errorf("USER %s, want 65532:65532 (distroless nonroot)", u)
 	}
-	var entrypoint, cmd []string
-	for _, tc := range []struct {
-		instr string
-		into  *[]string
-	}{{"ENTRYPOINT", &entrypoint}, {"CMD", &cmd}} {
-		if err := json.Unmarshal([]byte(only(t, final, tc.instr).args), tc.into); err != nil {
-			t.Errorf("%s is not in exec (JSON) form: %v", tc.instr, err)
-		}
-	}
+	entrypoint, cmd := execForm(t, final)
 	if !slices.Equal(entrypoint, []string{"/vault-kms-plugin"}) || !slices.Equal(cmd, []string{"serve"}) {
 		t.Errorf("ENTRYPOINT %q CMD %q, want [/vault-kms-plugin] [serve]", entrypoint, cmd)
 	}
@@ -333,6 +325,21 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("%s sets no runAsUser: it would run as the image's user 65532", what)
 		}
 	}
+}
+
+// execForm reads a stage's ENTRYPOINT and CMD, which must be in exec (JSON)
+// form.
+func execForm(t testing.TB, stage []instruction) (entrypoint, cmd []string) {
+	t.Helper()
+	for _, tc := range []struct {
+		instr string
+		into  *[]string
+	}{{"ENTRYPOINT", &entrypoint}, {"CMD", &cmd}} {
+		if err := json.Unmarshal([]byte(only(t, stage, tc.instr).args), tc.into); err != nil {
+			t.Errorf("%s is not in exec (JSON) form: %v", tc.instr, err)
+		}
+	}
+	return entrypoint, cmd
 }
 
 // TestDockerignore: the build context holds what the Dockerfile copies.
@@ -599,15 +606,7 @@ func TestOCIImageMatchesDockerfile(t *testing.T) {
 		t.Errorf("image platform %s/%s, want linux/%s", img.config.OS, img.config.Architecture, runtime.GOARCH)
 	}
 
-	var entrypoint, cmd []string
-	for _, tc := range []struct {
-		instr string
-		into  *[]string
-	}{{"ENTRYPOINT", &entrypoint}, {"CMD", &cmd}} {
-		if err := json.Unmarshal([]byte(only(t, final, tc.instr).args), tc.into); err != nil {
-			t.Fatalf("%s is not in exec (JSON) form: %v", tc.instr, err)
-		}
-	}
+	entrypoint, cmd := execForm(t, final)
 	for _, tc := range []struct {
 		what      string
 		oci, want any
