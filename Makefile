@@ -8,7 +8,7 @@ PKG      := github.com/vault-kms-plugin/vault-kms-plugin
 LDFLAGS  := -s -w -X $(PKG)/src/internal/version.Version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: help build build-all image image-push testbed test test-unit test-apiserver-code e2e demo bench lint clean
+.PHONY: help build build-all image image-push image-oci testbed test test-unit test-apiserver-code e2e demo bench lint clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -41,12 +41,29 @@ image: ## Build the image for every release platform with docker buildx, tagged 
 image-push: ## Build the image as `make image` does and push it (docker login first).
 	$(MAKE) image IMAGE=$(IMAGE) IMAGE_OUTPUT=--push
 
+# The same image without Docker, for this machine's architecture: an OCI
+# archive for `ctr -n k8s.io images import`, named $(IMAGE):$(VERSION).
+# src/testbed/ociimage writes it; src/internal/chart/image_test.go checks
+# that it agrees with the Dockerfile's final stage.
+OCI_DIR ?= bin/image
+image-oci: IMAGE ?= ghcr.io/vault-kms-plugin/vault-kms-plugin
+image-oci: REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+image-oci: OCI_ARCH ?= $(shell $(GO) env GOARCH)
+image-oci: ## Build the image for this machine without Docker: bin/image/vault-kms-plugin-<arch>.oci.tar.
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(OCI_ARCH) $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	  -o $(OCI_DIR)/vault-kms-plugin-linux-$(OCI_ARCH) ./src/cmd/vault-kms-plugin
+	$(GO) -C src/testbed/ociimage run . -arch $(OCI_ARCH) \
+	  -binary $(abspath $(OCI_DIR))/vault-kms-plugin-linux-$(OCI_ARCH) \
+	  -version $(VERSION) -revision $(REVISION) -ref $(IMAGE):$(VERSION) \
+	  -out $(abspath $(OCI_DIR))/vault-kms-plugin-$(OCI_ARCH).oci.tar
+
 testbed: ## Build the real Vault used by the tests (cached; rebuilt only when its pin changes).
 	scripts/testbed.sh --adopt vault
 
 test: testbed build-all ## Everything CI runs: unit and integration tests against a real Vault, with -race.
 	$(GO) vet ./...
 	$(GO) test -race ./...
+	cd src/testbed/ociimage && $(GO) vet ./... && $(GO) test -race ./...
 	cd src/e2e && $(GO) vet ./... && $(GO) test -race ./encryptionconfig/... ./internal/... && $(GO) test -race -run TestChartContractChecksCatchMistakes ./cluster/...
 
 e2e: ## End to end on a real kube-apiserver + etcd + Vault (builds them on first use).
@@ -61,4 +78,4 @@ bench: ## Measure the plugin side by side with Vault itself; writes BENCHMARKS.m
 	cd src/e2e && $(GO) run ./bench -out $(CURDIR)/BENCHMARKS.md
 
 clean: ## Remove build outputs (the test-bed cache in ~/.cache is kept).
-	rm -rf bin/vault-kms-plugin bin/dist
+	rm -rf bin/vault-kms-plugin bin/dist bin/image

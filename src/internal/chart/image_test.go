@@ -1,26 +1,32 @@
 package chart
 
 import (
+	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/version"
 )
 
-// Docker is not available where the tests run, so the image is never built
-// here. These tests check instead that the Dockerfile, the Makefile, the
-// release workflow and the chart agree with each other and with go.mod.
+// Docker is not available where the tests run, so the Dockerfile is never
+// built here. These tests check instead that the Dockerfile, the Makefile,
+// the release workflow and the chart agree with each other and with go.mod,
+// and that the image `make image-oci` builds without Docker is the
+// Dockerfile's.
 
 const dockerfilePath = "images/vault-kms-plugin/Dockerfile"
 
@@ -271,15 +277,7 @@ func TestDockerfile(t *testing.T) {
 	if u := only(t, final, "USER").args; u != "65532:65532" {
 		t.Errorf("USER %s, want 65532:65532 (distroless nonroot)", u)
 	}
-	var entrypoint, cmd []string
-	for _, tc := range []struct {
-		instr string
-		into  *[]string
-	}{{"ENTRYPOINT", &entrypoint}, {"CMD", &cmd}} {
-		if err := json.Unmarshal([]byte(only(t, final, tc.instr).args), tc.into); err != nil {
-			t.Errorf("%s is not in exec (JSON) form: %v", tc.instr, err)
-		}
-	}
+	entrypoint, cmd := execForm(t, final)
 	if !slices.Equal(entrypoint, []string{"/vault-kms-plugin"}) || !slices.Equal(cmd, []string{"serve"}) {
 		t.Errorf("ENTRYPOINT %q CMD %q, want [/vault-kms-plugin] [serve]", entrypoint, cmd)
 	}
@@ -327,6 +325,21 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("%s sets no runAsUser: it would run as the image's user 65532", what)
 		}
 	}
+}
+
+// execForm reads a stage's ENTRYPOINT and CMD, which must be in exec (JSON)
+// form.
+func execForm(t testing.TB, stage []instruction) (entrypoint, cmd []string) {
+	t.Helper()
+	for _, tc := range []struct {
+		instr string
+		into  *[]string
+	}{{"ENTRYPOINT", &entrypoint}, {"CMD", &cmd}} {
+		if err := json.Unmarshal([]byte(only(t, stage, tc.instr).args), tc.into); err != nil {
+			t.Errorf("%s is not in exec (JSON) form: %v", tc.instr, err)
+		}
+	}
+	return entrypoint, cmd
 }
 
 // TestDockerignore: the build context holds what the Dockerfile copies.
@@ -532,5 +545,191 @@ func TestReleaseCheck(t *testing.T) {
 		if out, err := run(tag); err == nil {
 			t.Errorf("release-check %s passed:\n%s", tag, out)
 		}
+	}
+}
+
+// The base image's runtime settings the final stage inherits:
+// distroless/static-debian12:nonroot's working directory and environment.
+// src/testbed/ociimage's stand-in for it must set the same.
+var (
+	distrolessNonrootWorkingDir = "/home/nonroot"
+	distrolessEnv               = []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
+	}
+)
+
+// finalStageMirrored are the instructions src/testbed/ociimage reproduces;
+// any other one in the final stage would change the image without changing
+// the OCI archive.
+var finalStageMirrored = []string{"FROM", "ARG", "LABEL", "COPY", "USER", "ENTRYPOINT", "CMD"}
+
+// TestOCIImageMatchesDockerfile builds the image as `make image-oci` does
+// (without Docker) and checks it against the Dockerfile's final stage: the
+// same entrypoint, cmd, user, working directory, env, labels and binary
+// path, named as the chart pulls it by default.
+func TestOCIImageMatchesDockerfile(t *testing.T) {
+	makeTool, err := exec.LookPath("make")
+	if err != nil {
+		t.Fatalf("make is needed to build the OCI image: %v", err)
+	}
+	final := readDockerfile(t).final()
+	for _, in := range final {
+		if !slices.Contains(finalStageMirrored, in.cmd) {
+			t.Errorf("line %d: %s in the final stage: src/testbed/ociimage does not reproduce it; mirror it there and in this test", in.line, in.cmd)
+		}
+	}
+	if img, _ := fromImage(final[0]); !strings.HasPrefix(img, "gcr.io/distroless/static-debian12:nonroot@") {
+		t.Errorf("final stage FROM %s: src/testbed/ociimage stands in for gcr.io/distroless/static-debian12:nonroot", img)
+	}
+
+	outDir := t.TempDir()
+	const revision = "0123456789abcdef0123456789abcdef01234567"
+	build := exec.Command(makeTool, "image-oci", "OCI_DIR="+outDir, "REVISION="+revision)
+	build.Dir = repoRoot(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("make image-oci: %v\n%s", err, out)
+	}
+	img := readOCIArchive(t, filepath.Join(outDir, "vault-kms-plugin-"+runtime.GOARCH+".oci.tar"))
+	cfg := img.config.Config
+	ver := strings.TrimSpace(readFile(t, "VERSION"))
+
+	// Named as the chart's default image: repository:appVersion.
+	c := loadChart(t)
+	wantRef := c.Values["image"].(map[string]any)["repository"].(string) + ":" + c.Metadata.AppVersion
+	for _, key := range []string{"org.opencontainers.image.ref.name", "io.containerd.image.name"} {
+		if got := img.annotations[key]; got != wantRef {
+			t.Errorf("index.json %s = %q, want the chart's default image %q", key, got, wantRef)
+		}
+	}
+	if img.config.OS != "linux" || img.config.Architecture != runtime.GOARCH {
+		t.Errorf("image platform %s/%s, want linux/%s", img.config.OS, img.config.Architecture, runtime.GOARCH)
+	}
+
+	entrypoint, cmd := execForm(t, final)
+	for _, tc := range []struct {
+		what      string
+		oci, want any
+	}{
+		{"Entrypoint (ENTRYPOINT)", cfg.Entrypoint, entrypoint},
+		{"Cmd (CMD)", cfg.Cmd, cmd},
+		{"User (USER)", cfg.User, only(t, final, "USER").args},
+		{"WorkingDir (the base's)", cfg.WorkingDir, distrolessNonrootWorkingDir},
+		{"Env (the base's)", cfg.Env, distrolessEnv},
+		{"Labels (LABEL)", cfg.Labels, dockerfileLabels(t, final, map[string]string{"VERSION": ver, "REVISION": revision})},
+	} {
+		if diff := cmp.Diff(tc.want, tc.oci); diff != "" {
+			t.Errorf("OCI config %s differs from the Dockerfile's final stage (-Dockerfile +OCI):\n%s", tc.what, diff)
+		}
+	}
+
+	// The binary where the COPY puts it, root-owned and executable, in the
+	// top layer as COPY adds it; stamped with VERSION as make build stamps.
+	copyArgs := strings.Fields(only(t, final, "COPY").args)
+	dest := copyArgs[len(copyArgs)-1]
+	bin, ok := img.file(strings.TrimPrefix(dest, "/"))
+	top := img.layers[len(img.layers)-1]
+	switch {
+	case !ok:
+		t.Errorf("the OCI image has no %s (the Dockerfile's COPY destination)", dest)
+	case bin.hdr.Typeflag != tar.TypeReg || bin.hdr.Mode != 0o755 || bin.hdr.Uid != 0 || bin.hdr.Gid != 0:
+		t.Errorf("%s: type %c mode %#o owner %d:%d, want a 0755 root-owned file", dest, bin.hdr.Typeflag, bin.hdr.Mode, bin.hdr.Uid, bin.hdr.Gid)
+	case len(top) != 1 || top[0].hdr.Name != bin.hdr.Name:
+		t.Errorf("the top layer holds %d files, want only %s", len(top), dest)
+	}
+	if !slices.Equal(entrypoint, []string{dest}) {
+		t.Errorf("ENTRYPOINT %q does not run the copied %s", entrypoint, dest)
+	}
+	if ok {
+		binPath := filepath.Join(t.TempDir(), "vault-kms-plugin")
+		if err := os.WriteFile(binPath, bin.body, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(binPath, "version").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != ver {
+			t.Errorf("the image's binary says %q (%v), want the version %s", out, err, ver)
+		}
+	}
+
+	// USER resolves in the image as distroless resolves it: a named account
+	// whose home is the working directory, owned by it, and a CA bundle
+	// where SSL_CERT_FILE points.
+	uid, gid, _ := strings.Cut(cfg.User, ":")
+	passwd, _ := img.file("etc/passwd")
+	group, _ := img.file("etc/group")
+	home := ""
+	for _, l := range strings.Split(string(passwd.body), "\n") {
+		if f := strings.Split(l, ":"); len(f) == 7 && f[2] == uid && f[3] == gid {
+			home = f[5]
+		}
+	}
+	if home != cfg.WorkingDir {
+		t.Errorf("uid %s's home in the image's /etc/passwd is %q, want the working directory %s:\n%s", uid, home, cfg.WorkingDir, passwd.body)
+	}
+	if !regexp.MustCompile(`(?m)^\w+:x:` + gid + `:`).Match(group.body) {
+		t.Errorf("gid %s is not in the image's /etc/group:\n%s", gid, group.body)
+	}
+	if dir, ok := img.file(strings.TrimPrefix(cfg.WorkingDir, "/") + "/"); !ok || strconv.Itoa(dir.hdr.Uid) != uid {
+		t.Errorf("the working directory %s is missing or not owned by uid %s", cfg.WorkingDir, uid)
+	}
+	if ca, ok := img.file("etc/ssl/certs/ca-certificates.crt"); !ok || !bytes.Contains(ca.body, []byte("-----BEGIN CERTIFICATE-----")) {
+		t.Error("the image has no CA bundle at /etc/ssl/certs/ca-certificates.crt")
+	}
+
+	// Without overrides the archive lands where the e2e imports it from.
+	dry := exec.Command(makeTool, "-n", "image-oci")
+	dry.Dir = repoRoot(t)
+	out, err := dry.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n image-oci: %v\n%s", err, out)
+	}
+	if want := "-out " + filepath.Join(repoRoot(t), "bin", "image", "vault-kms-plugin-"+runtime.GOARCH+".oci.tar"); !strings.Contains(string(out), want) {
+		t.Errorf("make -n image-oci lacks %q:\n%s", want, out)
+	}
+}
+
+// dockerfileLabels parses a stage's LABEL instructions (key="value" pairs,
+// double-quoted or bare) with ${NAME} and $NAME replaced from args.
+func dockerfileLabels(t *testing.T, stage []instruction, args map[string]string) map[string]string {
+	t.Helper()
+	labels := map[string]string{}
+	pair := regexp.MustCompile(`^\s*([\w.-]+)=(?:"((?:[^"\\]|\\.)*)"|(\S*))`)
+	for _, in := range stage {
+		if in.cmd != "LABEL" {
+			continue
+		}
+		for rest := in.args; strings.TrimSpace(rest) != ""; {
+			m := pair.FindStringSubmatchIndex(rest)
+			if m == nil {
+				t.Fatalf("line %d: cannot parse LABEL at %q", in.line, rest)
+			}
+			key, value := rest[m[2]:m[3]], ""
+			if m[4] >= 0 {
+				value = regexp.MustCompile(`\\(.)`).ReplaceAllString(rest[m[4]:m[5]], "$1")
+			} else {
+				value = rest[m[6]:m[7]]
+			}
+			labels[key] = os.Expand(value, func(name string) string {
+				v, ok := args[name]
+				if !ok {
+					t.Fatalf("line %d: LABEL %s uses $%s, which the test does not set", in.line, key, name)
+				}
+				return v
+			})
+			rest = rest[m[1]:]
+		}
+	}
+	return labels
+}
+
+func TestDockerfileLabels(t *testing.T) {
+	stage := parseDockerfile(t, `FROM scratch
+LABEL a="x y" \
+      b=bare c="say \"hi\"" d="${VERSION}-$REVISION"
+LABEL e=""
+`)
+	got := dockerfileLabels(t, stage, map[string]string{"VERSION": "1.0", "REVISION": "abc"})
+	want := map[string]string{"a": "x y", "b": "bare", "c": `say "hi"`, "d": "1.0-abc", "e": ""}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
 	}
 }
