@@ -1,0 +1,144 @@
+{{/*
+Pieces of the plugin pod that the DaemonSet and the static pod share: its
+settings, credentials and mounts. Each differs between the two only where a
+static pod must do without the apiserver; those take (dict "root" $ "static"
+<bool>).
+*/}}
+
+{{/*
+Where the projected service-account token is mounted (kubernetes auth).
+*/}}
+{{- define "vault-kms-plugin.saTokenDir" -}}
+/var/run/secrets/vault-kms-plugin
+{{- end }}
+
+{{/*
+Where the caBundle ConfigMap is mounted.
+*/}}
+{{- define "vault-kms-plugin.caBundleDir" -}}
+/etc/vault-kms-plugin/ca
+{{- end }}
+
+{{/*
+VAULT_CACERT: the mounted caBundle when given, else the node's ca-cert path.
+*/}}
+{{- define "vault-kms-plugin.caCertPath" -}}
+{{- if .Values.caBundle }}
+{{- printf "%s/ca.crt" (include "vault-kms-plugin.caBundleDir" .) }}
+{{- else }}
+{{- index .Values "ca-cert" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Node files mounted one by one (hostPath type File), as a JSON list: the CA
+certificate when it comes from the node, and the client certificate and key
+of cert auth. They are mounted at the same path as on the node.
+*/}}
+{{- define "vault-kms-plugin.hostFiles" -}}
+{{- $files := list }}
+{{- if and (not .Values.caBundle) (index .Values "ca-cert") }}
+{{- $files = append $files (index .Values "ca-cert") }}
+{{- end }}
+{{- if eq .Values.auth.method "cert" }}
+{{- $files = append $files .Values.auth.cert.certFile }}
+{{- $files = append $files .Values.auth.cert.keyFile }}
+{{- end }}
+{{- uniq $files | toJson }}
+{{- end }}
+
+{{/*
+Node directories mounted whole (hostPath type Directory), as a JSON list: the
+directories of the files the plugin re-reads (a Vault token, an AppRole
+secret_id). A file mount would keep showing the old file once a new one is
+renamed over it, as Vault Agent does; a directory mount sees the new one.
+*/}}
+{{- define "vault-kms-plugin.hostDirs" -}}
+{{- $dirs := list }}
+{{- if eq .Values.auth.method "token" }}
+{{- $dirs = append $dirs (dir .Values.auth.token.tokenFile) }}
+{{- end }}
+{{- if eq .Values.auth.method "approle" }}
+{{- $dirs = append $dirs (dir .Values.auth.approle.secretIdFile) }}
+{{- end }}
+{{- if and .Values.staticPod.enabled (eq .Values.auth.method "kubernetes") }}
+{{- $dirs = append $dirs (dir (include "vault-kms-plugin.jwtFile" .)) }}
+{{- end }}
+{{- uniq $dirs | toJson }}
+{{- end }}
+
+{{/*
+auth.kubernetes.jwtFile, or "" when auth.kubernetes is not set at all.
+*/}}
+{{- define "vault-kms-plugin.jwtFile" -}}
+{{- (.Values.auth.kubernetes | default dict).jwtFile | default "" }}
+{{- end }}
+
+{{/*
+The plugin's settings as the environment variables the binary reads
+(`vault-kms-plugin --help` lists them), one `NAME: "value"` line each. The
+DaemonSet gets them from the ConfigMap, the static pod inline. Call it with
+(dict "root" $ "static" <bool>): the static pod differs in two variables
+only, the health address (the node's loopback, since it shares the node's
+network) and the service-account JWT (a file on the node, since a static pod
+has no projected token).
+*/}}
+{{- define "vault-kms-plugin.env" -}}
+{{- $static := .static }}
+{{- with .root -}}
+VAULT_ADDR: {{ .Values.addr | quote }}
+VAULT_KMS_KEY_NAMES: {{ join "," .Values.keyNames | quote }}
+VAULT_KMS_TRANSIT_PATH: {{ .Values.transitPath | quote }}
+VAULT_KMS_LISTEN: {{ include "vault-kms-plugin.endpoint" . | quote }}
+{{- if $static }}
+VAULT_KMS_HEALTH_ADDR: {{ printf "127.0.0.1:%d" (int .Values.health.port) | quote }}
+{{- else }}
+VAULT_KMS_HEALTH_ADDR: {{ printf ":%d" (int .Values.health.port) | quote }}
+{{- end }}
+VAULT_KMS_LOG_LEVEL: {{ .Values.logLevel | quote }}
+VAULT_KMS_LOG_FORMAT: {{ .Values.logFormat | quote }}
+VAULT_KMS_AUTH_METHOD: {{ .Values.auth.method | quote }}
+{{- with .Values.auth.mount }}
+VAULT_KMS_AUTH_MOUNT: {{ . | quote }}
+{{- end }}
+{{- if eq .Values.auth.method "kubernetes" }}
+VAULT_KMS_AUTH_ROLE: {{ .Values.auth.role | quote }}
+{{- if $static }}
+VAULT_KMS_SA_TOKEN_FILE: {{ include "vault-kms-plugin.jwtFile" . | quote }}
+{{- else }}
+VAULT_KMS_SA_TOKEN_FILE: {{ printf "%s/token" (include "vault-kms-plugin.saTokenDir" .) | quote }}
+{{- end }}
+{{- else if eq .Values.auth.method "approle" }}
+VAULT_KMS_APPROLE_ROLE_ID: {{ .Values.auth.approle.roleId | quote }}
+VAULT_KMS_APPROLE_SECRET_ID_FILE: {{ .Values.auth.approle.secretIdFile | quote }}
+{{- else if eq .Values.auth.method "token" }}
+VAULT_KMS_TOKEN_FILE: {{ .Values.auth.token.tokenFile | quote }}
+{{- else if eq .Values.auth.method "cert" }}
+{{- with .Values.auth.role }}
+VAULT_KMS_AUTH_ROLE: {{ . | quote }}
+{{- end }}
+VAULT_CLIENT_CERT: {{ .Values.auth.cert.certFile | quote }}
+VAULT_CLIENT_KEY: {{ .Values.auth.cert.keyFile | quote }}
+{{- end }}
+{{- with include "vault-kms-plugin.caCertPath" . }}
+VAULT_CACERT: {{ . | quote }}
+{{- end }}
+{{- with .Values.tlsServerName }}
+VAULT_TLS_SERVER_NAME: {{ . | quote }}
+{{- end }}
+{{- if .Values.tlsSkipVerify }}
+VAULT_SKIP_VERIFY: "true"
+{{- end }}
+{{- with .Values.vaultNamespace }}
+VAULT_NAMESPACE: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+Checksum of the settings, so that a change rolls the pods.
+*/}}
+{{- define "vault-kms-plugin.configChecksum" -}}
+{{- $cfg := include (print $.Template.BasePath "/configmap.yaml") . }}
+{{- $ca := include (print $.Template.BasePath "/configmap-ca.yaml") . }}
+{{- print $cfg $ca | sha256sum }}
+{{- end }}
