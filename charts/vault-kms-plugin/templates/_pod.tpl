@@ -142,3 +142,29 @@ Checksum of the settings, so that a change rolls the pods.
 {{- $ca := include (print $.Template.BasePath "/configmap-ca.yaml") . }}
 {{- print $cfg $ca | sha256sum }}
 {{- end }}
+
+{{/*
+The pod's securityContext: root (uid 0), because the socket directory on the
+node is root's and kube-apiserver, root too, must open the 0600 socket. What
+root may do is taken back in the container's securityContext.
+*/}}
+{{- define "vault-kms-plugin.podSecurityContext" -}}
+runAsUser: 0
+runAsGroup: 0
+runAsNonRoot: false
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/*
+The container's securityContext: no privilege escalation, a read-only root
+filesystem, every capability dropped.
+*/}}
+{{- define "vault-kms-plugin.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+privileged: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop:
+    - ALL
+{{- end }}
