@@ -168,3 +168,92 @@ capabilities:
   drop:
     - ALL
 {{- end }}
+
+{{/*
+The plugin container's volumeMounts, as a list. Call it with (dict "root" $
+"static" <bool>): the static pod mounts no volume backed by an API object (the
+projected token, the caBundle ConfigMap), only files and directories of the
+node.
+*/}}
+{{- define "vault-kms-plugin.volumeMounts" -}}
+{{- $static := .static }}
+{{- with .root -}}
+- name: socket-dir
+  mountPath: {{ include "vault-kms-plugin.socketDir" . }}
+{{- if not $static }}
+{{- if eq .Values.auth.method "kubernetes" }}
+- name: sa-token
+  mountPath: {{ include "vault-kms-plugin.saTokenDir" . }}
+  readOnly: true
+{{- end }}
+{{- if .Values.caBundle }}
+- name: ca-bundle
+  mountPath: {{ include "vault-kms-plugin.caBundleDir" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- range $i, $f := include "vault-kms-plugin.hostFiles" . | fromJsonArray }}
+- name: host-file-{{ $i }}
+  mountPath: {{ $f }}
+  readOnly: true
+{{- end }}
+{{- range $i, $d := include "vault-kms-plugin.hostDirs" . | fromJsonArray }}
+- name: host-dir-{{ $i }}
+  mountPath: {{ $d }}
+  readOnly: true
+{{- end }}
+{{- with .Values.extraVolumeMounts }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+The pod's volumes, as a list, one for each mount of vault-kms-plugin.volumeMounts
+(same dict). Host files and directories keep their path on the node.
+*/}}
+{{- define "vault-kms-plugin.volumes" -}}
+{{- $static := .static }}
+{{- with .root -}}
+# The socket's directory on the node, shared with kube-apiserver.
+- name: socket-dir
+  hostPath:
+    path: {{ include "vault-kms-plugin.socketDir" . }}
+    type: DirectoryOrCreate
+{{- if not $static }}
+{{- if eq .Values.auth.method "kubernetes" }}
+# A token the kubelet requests and refreshes for this pod: no Secret,
+# so it is there before the apiserver can decrypt Secrets.
+- name: sa-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: {{ .Values.auth.tokenExpirationSeconds }}
+          {{- with .Values.auth.audience }}
+          audience: {{ . | quote }}
+          {{- end }}
+{{- end }}
+{{- if .Values.caBundle }}
+- name: ca-bundle
+  configMap:
+    name: {{ include "vault-kms-plugin.fullname" . }}-ca
+{{- end }}
+{{- end }}
+{{- range $i, $f := include "vault-kms-plugin.hostFiles" . | fromJsonArray }}
+- name: host-file-{{ $i }}
+  hostPath:
+    path: {{ $f }}
+    type: File
+{{- end }}
+{{- range $i, $d := include "vault-kms-plugin.hostDirs" . | fromJsonArray }}
+- name: host-dir-{{ $i }}
+  hostPath:
+    path: {{ $d }}
+    type: Directory
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+{{- end }}
