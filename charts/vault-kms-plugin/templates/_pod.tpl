@@ -257,3 +257,53 @@ The pod's volumes, as a list, one for each mount of vault-kms-plugin.volumeMount
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The plugin's command and arguments.
+*/}}
+{{- define "vault-kms-plugin.command" -}}
+command:
+  - /vault-kms-plugin
+args:
+  - serve
+  {{- range .Values.extraArgs }}
+  - {{ . | quote }}
+  {{- end }}
+{{- end }}
+
+{{/*
+The liveness and readiness probes on the health server. Call it with (dict
+"root" $ "static" <bool>): the DaemonSet's pod probes its named port; the
+static pod's health server listens on the node's loopback only, so its
+probes name that host and the port number.
+*/}}
+{{- define "vault-kms-plugin.probes" -}}
+{{- $static := .static }}
+{{- with .root -}}
+{{- $port := "http" }}
+{{- if $static }}
+{{- $port = int .Values.health.port }}
+{{- end -}}
+livenessProbe:
+  httpGet:
+    {{- if $static }}
+    host: 127.0.0.1
+    {{- end }}
+    path: /livez
+    port: {{ $port }}
+  initialDelaySeconds: 5
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    {{- if $static }}
+    host: 127.0.0.1
+    {{- end }}
+    path: /readyz
+    port: {{ $port }}
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- end }}
+{{- end }}
