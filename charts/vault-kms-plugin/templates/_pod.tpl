@@ -135,6 +135,7 @@ VAULT_NAMESPACE: {{ . | quote }}
 {{- end }}
 {{- end }}
 
+{{/*
 Checksum of the settings, so that a change rolls the pods.
 */}}
 {{- define "vault-kms-plugin.configChecksum" -}}
