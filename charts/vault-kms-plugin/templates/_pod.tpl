@@ -136,6 +136,27 @@ VAULT_NAMESPACE: {{ . | quote }}
 {{- end }}
 
 {{/*
+The static pod's env: the settings of vault-kms-plugin.env inline, since a
+static pod can read no ConfigMap, then extraEnv. A setting that extraEnv also
+names is left out, so that extraEnv wins, as it does over the DaemonSet's
+envFrom.
+*/}}
+{{- define "vault-kms-plugin.inlineEnv" -}}
+{{- $env := include "vault-kms-plugin.env" (dict "root" . "static" true) | fromYaml }}
+{{- range .Values.extraEnv }}
+{{- $_ := unset $env .name }}
+{{- end -}}
+env:
+  {{- range $name, $value := $env }}
+  - name: {{ $name }}
+    value: {{ $value | quote }}
+  {{- end }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/*
 Checksum of the settings, so that a change rolls the pods.
 */}}
 {{- define "vault-kms-plugin.configChecksum" -}}
