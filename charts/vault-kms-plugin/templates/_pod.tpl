@@ -1,8 +1,9 @@
 {{/*
-Pieces of the plugin pod that the DaemonSet and the static pod share: its
-settings, credentials and mounts. Each differs between the two only where a
-static pod must do without the apiserver; those take (dict "root" $ "static"
-<bool>).
+Pieces of the plugin pod, written once for the DaemonSet and the static pod
+(the security contexts for the helm test pod too). Where the two differ, it is
+because a static pod runs without the apiserver; those pieces take (dict
+"root" $ "static" <bool>). Each piece starts at its first line and is placed
+with nindent.
 */}}
 
 {{/*
