@@ -50,6 +50,22 @@ app.kubernetes.io/part-of: vault-kms-plugin
 {{- end }}
 
 {{/*
+Labels of the helm test pod: the common labels, but never the DaemonSet's
+selector (its app.kubernetes.io/name is <name>-test). A pod that matches the
+selector is adopted by the DaemonSet controller, which deletes it as a
+surplus pod on its node: `helm test` then fails before the probe runs.
+*/}}
+{{- define "vault-kms-plugin.testLabels" -}}
+helm.sh/chart: {{ include "vault-kms-plugin.chart" . }}
+app.kubernetes.io/name: {{ include "vault-kms-plugin.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/version: {{ include "vault-kms-plugin.imageTag" . | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: vault-kms-plugin
+{{- end }}
+
+{{/*
 Name of the service account.
 */}}
 {{- define "vault-kms-plugin.serviceAccountName" -}}

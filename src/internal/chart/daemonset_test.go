@@ -264,3 +264,29 @@ func TestHealthExposure(t *testing.T) {
 		})
 	}
 }
+
+// TestNoOtherPodMatchesTheSelector: the DaemonSet controller adopts every
+// pod in its namespace that matches its selector and deletes a surplus one
+// on a node. A real kubelet and controller manager did exactly that to the
+// helm test pod while it carried the selector labels.
+func TestNoOtherPodMatchesTheSelector(t *testing.T) {
+	for _, s := range valueSets(t) {
+		t.Run(s.name, func(t *testing.T) {
+			r := render(t, s.values(t))
+			sel := r.daemonSet(t).Spec.Selector.MatchLabels
+			pod := r.testPod(t)
+			matches := true
+			for k, v := range sel {
+				if pod.Labels[k] != v {
+					matches = false
+				}
+			}
+			if matches {
+				t.Errorf("the helm test pod's labels %v match the DaemonSet's selector %v: the DaemonSet would adopt and delete it", pod.Labels, sel)
+			}
+			if pod.Labels["app.kubernetes.io/instance"] != releaseName || pod.Labels["app.kubernetes.io/component"] != "test" {
+				t.Errorf("the helm test pod's labels %v: want the release's instance and component test", pod.Labels)
+			}
+		})
+	}
+}
