@@ -131,9 +131,9 @@ type image struct {
 	manifest descriptor
 }
 
-// buildImage makes the two layers (the distroless stand-in, then the
-// binary, as the Dockerfile's COPY adds it on top of its base), the config,
-// the manifest and the index.
+// buildImage makes the plugin's two layers (the distroless stand-in, then
+// the binary, as the Dockerfile's COPY adds it on top of its base) and
+// assembles the image.
 func buildImage(spec imageSpec) (image, error) {
 	base, err := buildLayer(baseEntries(spec.caBundle))
 	if err != nil {
@@ -143,28 +143,34 @@ func buildImage(spec imageSpec) (image, error) {
 	if err != nil {
 		return image{}, fmt.Errorf("binary layer: %w", err)
 	}
-	layers := []layer{base, app}
+	return assemble([]layer{base, app}, runtimeConfig{
+		User:       user,
+		Env:        env,
+		Entrypoint: entrypoint,
+		Cmd:        cmd,
+		WorkingDir: workingDir,
+		Labels:     labels(spec.version, spec.revision),
+	}, spec.ref, spec.arch)
+}
 
-	plat := platformOf(spec.arch)
+// assemble makes the config, the manifest and the index of an image of
+// layers that runs as rc says, named ref.
+func assemble(layers []layer, rc runtimeConfig, ref, arch string) (image, error) {
+	plat := platformOf(arch)
 	cfg := imageConfig{
 		Created:      epoch.Format("2006-01-02T15:04:05Z"),
 		Architecture: plat.Architecture,
 		OS:           plat.OS,
 		Variant:      plat.Variant,
-		Config: runtimeConfig{
-			User:       user,
-			Env:        env,
-			Entrypoint: entrypoint,
-			Cmd:        cmd,
-			WorkingDir: workingDir,
-			Labels:     labels(spec.version, spec.revision),
-		},
-		RootFS: rootFS{Type: "layers"},
+		Config:       rc,
+		RootFS:       rootFS{Type: "layers"},
 	}
 	m := manifest{SchemaVersion: 2, MediaType: mediaTypeManifest}
+	var blobs []blob
 	for _, l := range layers {
 		cfg.RootFS.DiffIDs = append(cfg.RootFS.DiffIDs, l.diffID)
 		m.Layers = append(m.Layers, describe(l.blob))
+		blobs = append(blobs, l.blob)
 	}
 	cfgBlob, err := jsonBlob(mediaTypeConfig, cfg)
 	if err != nil {
@@ -178,13 +184,13 @@ func buildImage(spec imageSpec) (image, error) {
 
 	manifestDesc := describe(manifestBlob)
 	manifestDesc.Platform = &plat
-	manifestDesc.Annotations = map[string]string{annotationRefName: spec.ref, annotationImageName: spec.ref}
+	manifestDesc.Annotations = map[string]string{annotationRefName: ref, annotationImageName: ref}
 	idx, err := json.Marshal(index{SchemaVersion: 2, MediaType: mediaTypeIndex, Manifests: []descriptor{manifestDesc}})
 	if err != nil {
 		return image{}, fmt.Errorf("index.json: %w", err)
 	}
 	return image{
-		blobs:    []blob{base.blob, app.blob, cfgBlob, manifestBlob},
+		blobs:    append(blobs, cfgBlob, manifestBlob),
 		index:    idx,
 		manifest: manifestDesc,
 	}, nil

@@ -41,8 +41,12 @@ func run(args []string) error {
 	ref := fl.String("ref", "", "the image's name, repository:tag (required)")
 	arch := fl.String("arch", runtime.GOARCH, "the image's architecture (GOARCH); the binary must be built for it")
 	caFile := fl.String("ca-certs", caBundlePath, "the CA bundle to put at "+caBundlePath)
+	pause := fl.Bool("pause", false, "build the test bed's pod sandbox image from the pause binary instead (-version is then not used)")
 	if err := fl.Parse(args); err != nil {
 		return err
+	}
+	if *pause && *version == "" {
+		*version = "none"
 	}
 	for _, required := range []struct{ flag, value string }{
 		{"-binary", *binaryFile}, {"-out", *out}, {"-version", *version}, {"-ref", *ref},
@@ -60,7 +64,14 @@ func run(args []string) error {
 		return fmt.Errorf("read the plugin binary: %w", err)
 	}
 	if err := checkStaticBinary(binary, *arch); err != nil {
-		return fmt.Errorf("plugin binary %s: %w", *binaryFile, err)
+		return fmt.Errorf("binary %s: %w", *binaryFile, err)
+	}
+	if *pause {
+		img, err := buildPauseImage(binary, *ref, *arch)
+		if err != nil {
+			return err
+		}
+		return write(img, *out, *ref)
 	}
 	caBundle, err := os.ReadFile(*caFile)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -77,14 +88,19 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	return write(img, *out, *ref)
+}
+
+// write writes img as an OCI archive at out and says what it wrote.
+func write(img image, out, ref string) error {
 	var archive bytes.Buffer
 	if err := writeArchive(&archive, img); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(*out, archive.Bytes()); err != nil {
+	if err := writeFileAtomic(out, archive.Bytes()); err != nil {
 		return err
 	}
-	fmt.Printf("%s: %s %s\n", *out, *ref, img.manifest.Digest)
+	fmt.Printf("%s: %s %s\n", out, ref, img.manifest.Digest)
 	return nil
 }
 
