@@ -54,6 +54,16 @@ type Options struct {
 	Persistent bool
 	// TLS serves https with a generated CA (dev servers only).
 	TLS bool
+	// ServingCert serves https with a certificate the test made (file
+	// storage only): Vault's certificate from the test's own CA, as in
+	// production.
+	ServingCert *ServingCert
+}
+
+// ServingCert is Vault's TLS certificate and key, and the CA that signed
+// them, as PEM files.
+type ServingCert struct {
+	CertFile, KeyFile, CAFile string
 }
 
 // Bin is the path of the Vault binary built by scripts/testbed.sh.
@@ -100,20 +110,25 @@ func Start(t TB, o Options) *Server {
 	port := FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	switch {
-	case o.Persistent:
+	case o.Persistent || o.ServingCert != nil:
+		scheme, tlsCfg := "http", "tls_disable = true"
+		if c := o.ServingCert; c != nil {
+			scheme, s.CACert = "https", c.CAFile
+			tlsCfg = fmt.Sprintf("tls_cert_file = %q\n  tls_key_file = %q", c.CertFile, c.KeyFile)
+		}
 		cfg := fmt.Sprintf(`storage "file" { path = %q }
 listener "tcp" {
   address = %q
-  tls_disable = true
+  %s
 }
 disable_mlock = true
-api_addr = "http://%s"
-`, filepath.Join(s.Dir, "data"), addr, addr)
+api_addr = "%s://%s"
+`, filepath.Join(s.Dir, "data"), addr, tlsCfg, scheme, addr)
 		cfgPath := filepath.Join(s.Dir, "vault.hcl")
 		if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		s.Addr = "http://" + addr
+		s.Addr = scheme + "://" + addr
 		s.args = []string{"server", "-config=" + cfgPath}
 	case o.TLS:
 		s.Addr = "https://" + addr
@@ -127,7 +142,7 @@ api_addr = "http://%s"
 	}
 	s.Start()
 	t.Cleanup(s.Stop)
-	if o.Persistent {
+	if o.Persistent || o.ServingCert != nil {
 		s.initialize()
 	}
 	return s
