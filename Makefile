@@ -8,7 +8,7 @@ PKG      := github.com/vault-kms-plugin/vault-kms-plugin
 LDFLAGS  := -s -w -X $(PKG)/src/internal/version.Version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: help build build-all image image-push image-oci testbed test test-unit test-apiserver-code e2e demo bench lint clean
+.PHONY: help build build-all image image-push image-oci testbed test test-unit test-apiserver-code e2e e2e-node demo bench lint clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -68,7 +68,11 @@ test: testbed build-all ## Everything CI runs: unit and integration tests agains
 
 e2e: ## End to end on a real kube-apiserver + etcd + Vault (builds them on first use).
 	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl
-	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v ./cluster/...
+	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v -run '^TestCluster$$' ./cluster/...
+
+e2e-node: ## helm install on a real node: kubelet and containerd run the chart's pods, then the static-pod cold boot (root).
+	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager helm3 helm4
+	cd src/e2e && $(GO) test -count=1 -timeout 40m -v -run '^TestNode$$' ./cluster/...
 
 demo: ## Run the plugin against a real local Vault and kube-apiserver, and show a Secret encrypted in etcd.
 	scripts/demo.sh

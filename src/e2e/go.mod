@@ -10,6 +10,8 @@ require (
 	k8s.io/component-base v0.37.2
 )
 
+require k8s.io/cri-api v0.37.2
+
 require (
 	dario.cat/mergo v1.0.1 // indirect
 	github.com/Azure/go-ansiterm v0.0.0-20250102033503-faa5f7b0171c // indirect

@@ -200,6 +200,11 @@ func (b *bed) startAPIServer(t testing.TB, encCfg string, extra ...string) time.
 	if encCfg != "" {
 		args = append(args, "--encryption-provider-config="+encCfg)
 	}
+	// An extra --authorization-mode replaces the default one: the flag
+	// refuses a mode given twice.
+	if slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--authorization-mode=") }) {
+		args = slices.DeleteFunc(args, func(a string) bool { return a == "--authorization-mode=RBAC" })
+	}
 	args = append(args, extra...)
 	b.apiserverArgs = args
 	b.apiserver = startProc(t, "kube-apiserver", filepath.Join(b.logDir, "kube-apiserver.log"), b.dir, b.apiserverBin, args, nil)

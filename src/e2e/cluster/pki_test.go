@@ -58,12 +58,7 @@ func newPKI(t testing.TB, dir string) *pki {
 	p.caFile = p.writePEM(t, "ca.crt", "CERTIFICATE", caDER)
 	p.caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
 
-	p.servingCert, p.servingKy = p.issue(t, "serving", &x509.Certificate{
-		Subject:     pkix.Name{CommonName: "kube-apiserver"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:    []string{"localhost", "kubernetes.default.svc"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
+	p.servingCert, p.servingKy = p.issue(t, "serving", servingTemplate("kube-apiserver", "localhost", "kubernetes.default.svc"))
 
 	saKey, saKeyDER := newECKey(t)
 	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
@@ -93,6 +88,17 @@ func (p *pki) issue(t testing.TB, name string, tmpl *x509.Certificate) (certFile
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
 	must(t, err)
 	return p.writePEM(t, name+".crt", "CERTIFICATE", der), p.writePEM(t, name+".key", "PRIVATE KEY", keyDER)
+}
+
+// servingTemplate is a serving certificate for cn, valid for 127.0.0.1 and
+// the DNS names.
+func servingTemplate(cn string, dnsNames ...string) *x509.Certificate {
+	return &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:    append([]string{cn}, dnsNames...),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
 }
 
 // clientCert is a client certificate for user cn in groups orgs, as the
