@@ -94,7 +94,7 @@ func (d *Doctor) checkKey(ctx context.Context, key string) {
 	k, err := tr.ReadKey(ctx, key)
 	if err != nil {
 		fix := fmt.Sprintf("create it: vault write -f %s/keys/%s", d.Cfg.TransitPath, key)
-		if !strings.Contains(err.Error(), "not found") {
+		if vault.KindOf(err) != vault.NotFound {
 			fix = "check VAULT_KMS_TRANSIT_PATH and the key name"
 		}
 		d.add("key "+key, Fail, err.Error(), fix)

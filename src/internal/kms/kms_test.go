@@ -232,6 +232,7 @@ func TestCode(t *testing.T) {
 	}{
 		{&api.ResponseError{StatusCode: 403}, codes.PermissionDenied},
 		{&api.ResponseError{StatusCode: 400}, codes.InvalidArgument},
+		{&api.ResponseError{StatusCode: 404}, codes.FailedPrecondition},
 		{&api.ResponseError{StatusCode: 503}, codes.Unavailable},
 		{&api.ResponseError{StatusCode: 500}, codes.Unavailable},
 		{&api.ResponseError{StatusCode: 429}, codes.Unavailable},

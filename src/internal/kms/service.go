@@ -210,10 +210,14 @@ func (s *Service) decryptUnnamed(ctx context.Context, ct string) ([]byte, error)
 			return pt, nil
 		}
 		errs = append(errs, err)
-		if Code(err) != codesInvalidArgument {
+		if !rejectedByKey(err) {
 			// Vault is down or refusing us: another key will not help.
 			break
 		}
 	}
 	return nil, errors.Join(errs...)
 }
+
+// rejectedByKey reports whether Vault refused the ciphertext itself under
+// one key, so that another key may still read it.
+func rejectedByKey(err error) bool { return vault.KindOf(err) == vault.InvalidInput }

@@ -48,12 +48,6 @@ type result struct {
 	err error
 }
 
-// ItemError is Vault's verdict on one item of a batch, such as a ciphertext
-// that does not decrypt.
-type ItemError struct{ Msg string }
-
-func (e *ItemError) Error() string { return e.Msg }
-
 // Encrypt encrypts plaintext with the given version of key.
 func (b *Batcher) Encrypt(ctx context.Context, key string, version int, plaintext []byte) (string, error) {
 	return encrypt(ctx, b.submit, key, version, plaintext)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -92,7 +91,7 @@ func (s *Session) Err() error {
 func (s *Session) Do(ctx context.Context, fn func(context.Context) error) error {
 	gen := s.generation.Load()
 	err := fn(ctx)
-	if !IsForbidden(err) || !s.login.Relogin() {
+	if KindOf(err) != Denied || !s.login.Relogin() {
 		return err
 	}
 	if rerr := s.relogin(ctx, gen); rerr != nil {
@@ -278,10 +277,4 @@ func (s *Session) sleep(ctx context.Context, d time.Duration) bool {
 	case <-s.kick:
 	}
 	return true
-}
-
-// IsForbidden reports whether Vault refused the request's token.
-func IsForbidden(err error) bool {
-	var re *api.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }

@@ -243,7 +243,7 @@ func TestPolicyWithoutDecryptIsPermissionDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = tr.Decrypt(context.Background(), "kube", ct)
-	if !vault.IsForbidden(err) || !strings.Contains(err.Error(), `decrypt with key "kube"`) {
+	if vault.KindOf(err) != vault.Denied || !strings.Contains(err.Error(), `decrypt with key "kube"`) {
 		t.Fatalf("decrypt without permission: %v", err)
 	}
 }

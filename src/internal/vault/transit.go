@@ -146,9 +146,6 @@ func (t *Transit) ReadKey(ctx context.Context, key string) (*Key, error) {
 	return k, nil
 }
 
-// ErrKeyNotFound means the transit key does not exist.
-var ErrKeyNotFound = errors.New("transit key not found")
-
 func parseKey(name string, d map[string]any) (*Key, error) {
 	k := &Key{Name: name}
 	k.Type, _ = d["type"].(string)
