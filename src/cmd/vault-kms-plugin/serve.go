@@ -53,8 +53,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Outermost first: metrics see the final gRPC code.
-	gs := server.New(svc, kms.NewV1(svc, version.Version), m.UnaryInterceptor(), kms.Logging(log), kms.ErrorCodes())
+	gs := server.New(svc, version.Version, log, m.UnaryInterceptor())
 
 	bg, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -1,25 +1,27 @@
-package kms
+package server
 
 import (
 	"errors"
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
-// Code maps an error from the service or Vault to the gRPC code the
-// apiserver sees.
-func Code(err error) codes.Code {
+// grpcCode maps an error from the core or Vault to the gRPC code the apiserver
+// sees. The core's own errors come first; Vault's are read through their
+// kind, as the metrics read them.
+func grpcCode(err error) codes.Code {
 	kind := vault.KindOf(err)
 	switch {
 	case kind == vault.DeadlineExceeded || kind == vault.Canceled:
 		// Time running out is what matters, whatever else the error says.
-	case errors.Is(err, ErrInvalidInput):
+	case errors.Is(err, kms.ErrInvalidInput):
 		return codes.InvalidArgument
-	case errors.Is(err, ErrKeyNotConfigured):
+	case errors.Is(err, kms.ErrKeyNotConfigured):
 		return codes.FailedPrecondition
-	case errors.Is(err, ErrNotReady):
+	case errors.Is(err, kms.ErrNotReady):
 		return codes.Unavailable
 	}
 	return kindCode(kind)

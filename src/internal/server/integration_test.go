@@ -1,4 +1,4 @@
-package kms_test
+package server_test
 
 import (
 	"bufio"
@@ -53,7 +53,7 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.New(svc, kms.NewV1(svc, "test"), kms.ErrorCodes())
+	gs := server.New(svc, "test", log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { sess.Run(ctx) }()

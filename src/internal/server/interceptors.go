@@ -1,4 +1,4 @@
-package kms
+package server
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// ErrorCodes turns errors into gRPC statuses with the code Code gives.
-func ErrorCodes() grpc.UnaryServerInterceptor {
+// errorCodes turns errors into gRPC statuses with the code grpcCode gives.
+func errorCodes() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		resp, err := h(ctx, req)
 		if err == nil {
@@ -19,14 +19,14 @@ func ErrorCodes() grpc.UnaryServerInterceptor {
 		if _, ok := status.FromError(err); ok {
 			return nil, err
 		}
-		return nil, status.Error(Code(err), err.Error())
+		return nil, status.Error(grpcCode(err), err.Error())
 	}
 }
 
-// Logging logs each call's method, code and duration; never its payload.
+// logging logs each call's method, code and duration; never its payload.
 // Successful calls are logged at debug so that the request path stays quiet,
 // and cost nothing more than a level check when debug is off.
-func Logging(log *slog.Logger) grpc.UnaryServerInterceptor {
+func logging(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := h(ctx, req)
