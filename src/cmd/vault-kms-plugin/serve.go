@@ -41,12 +41,8 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 
 	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, m)
-	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout)
-	var backend kms.Backend = transit
-	if cfg.GroupCommit {
-		backend = vault.NewBatcher(transit, maxBatch)
-	}
-	svc := kms.New(backend, cfg.KeyNames, cfg.KeyRefreshInterval, log)
+	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout, cfg.GroupCommit)
+	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log)
 	m.WatchKey(svc.KeyVersion)
 
 	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode())
@@ -85,10 +81,6 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log.Info("stopped")
 	return nil
 }
-
-// maxBatch bounds one transit batch: large enough for an apiserver's start-up
-// storm, small enough that one batch stays well inside the Vault timeout.
-const maxBatch = 512
 
 func loginFor(cfg *config.Config, envToken string) vault.Login {
 	switch cfg.AuthMethod {

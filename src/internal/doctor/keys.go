@@ -140,5 +140,5 @@ func (d *Doctor) checkRoundTrip(ctx context.Context) {
 // transit calls Vault with the token the login check obtained.
 func (d *Doctor) transit() *vault.Transit {
 	s := vault.NewSession(d.Client, vault.StaticToken{Token: d.Client.Token()}, d.Cfg.VaultTimeout, slog.New(slog.DiscardHandler), nil)
-	return vault.NewTransit(s, d.Cfg.TransitPath, d.Cfg.VaultTimeout)
+	return vault.NewTransit(s, d.Cfg.TransitPath, d.Cfg.VaultTimeout, false)
 }

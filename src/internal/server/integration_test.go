@@ -42,12 +42,8 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sess := vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 2*time.Second, log, nil)
-	transit := vault.NewTransit(sess, "transit", 2*time.Second)
-	var backend kms.Backend = transit
-	if groupCommit {
-		backend = vault.NewBatcher(transit, 512)
-	}
-	svc := kms.New(backend, keys, time.Hour, log)
+	transit := vault.NewTransit(sess, "transit", 2*time.Second, groupCommit)
+	svc := kms.New(transit, keys, time.Hour, log)
 	sock := filepath.Join(t.TempDir(), "kms.sock")
 	l, err := server.Listen(sock, 0o600)
 	if err != nil {
