@@ -42,14 +42,16 @@ type Session struct {
 
 	kick chan struct{}
 
+	// logins counts successful logins, so that a caller refused with 403
+	// can tell whether someone logged in since its request went out. It is
+	// written under mu, with the fields below, and read without it by Do.
+	logins atomic.Uint64
+
 	mu      sync.Mutex
-	gen     uint64        // bumped by every successful login
 	expires time.Time     // zero: never expires
 	lastErr error         // of the latest login or renewal
 	done    chan struct{} // closed when a login attempt ends
 	hasTok  bool
-
-	generation atomic.Uint64
 }
 
 // NewSession returns a session; Run must be started for it to log in.
@@ -89,22 +91,22 @@ func (s *Session) Err() error {
 // Do runs fn, and when Vault answers 403 and a new login can help, logs in
 // again (once, shared with concurrent callers) and runs fn one more time.
 func (s *Session) Do(ctx context.Context, fn func(context.Context) error) error {
-	gen := s.generation.Load()
+	logins := s.logins.Load()
 	err := fn(ctx)
-	if KindOf(err) != Denied || !s.login.Relogin() {
+	if KindOf(err) != Denied || !s.login.CanLoginAgain() {
 		return err
 	}
-	if rerr := s.relogin(ctx, gen); rerr != nil {
+	if rerr := s.relogin(ctx, logins); rerr != nil {
 		return fmt.Errorf("%w (login again: %v)", err, rerr)
 	}
 	return fn(ctx)
 }
 
-// relogin asks the lifecycle loop for a new login unless one already
-// happened since gen, and waits for it.
-func (s *Session) relogin(ctx context.Context, gen uint64) error {
+// relogin asks the lifecycle loop for a new login unless one succeeded
+// since the count of logins was seen, and waits for it.
+func (s *Session) relogin(ctx context.Context, seen uint64) error {
 	s.mu.Lock()
-	if s.gen != gen {
+	if s.logins.Load() != seen {
 		s.mu.Unlock()
 		return nil
 	}
@@ -121,7 +123,7 @@ func (s *Session) relogin(ctx context.Context, gen uint64) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.gen == gen {
+	if s.logins.Load() == seen {
 		return s.lastErr
 	}
 	return nil
@@ -171,8 +173,7 @@ func (s *Session) attempt(ctx context.Context) (*api.Secret, error) {
 	}
 	s.client.SetToken(secret.Auth.ClientToken)
 	s.hasTok = true
-	s.gen++
-	s.generation.Store(s.gen)
+	s.logins.Add(1)
 	s.setExpiry(secret.Auth.LeaseDuration)
 	s.log.Info("logged in to Vault", "method", fmt.Sprintf("%T", s.login),
 		"ttl", time.Duration(secret.Auth.LeaseDuration)*time.Second, "renewable", secret.Auth.Renewable)

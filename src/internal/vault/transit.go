@@ -18,7 +18,6 @@ type Key struct {
 	LatestVersion        int
 	LatestCreated        time.Time
 	MinDecryptionVersion int
-	MinEncryptionVersion int
 	DeletionAllowed      bool
 	SupportsEncryption   bool
 	SupportsDecryption   bool
@@ -179,7 +178,6 @@ func parseKey(name string, d map[string]any) (*Key, error) {
 		return nil, fmt.Errorf("Vault's answer has no valid latest_version")
 	}
 	k.MinDecryptionVersion, _ = toInt(d["min_decryption_version"])
-	k.MinEncryptionVersion, _ = toInt(d["min_encryption_version"])
 	versions, ok := d["keys"].(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("Vault's answer has no key versions")
