@@ -26,8 +26,9 @@ func (nopObserver) Renew(error)           {}
 func (nopObserver) TokenExpiry(time.Time) {}
 
 // Session keeps the client's token alive: it logs in, renews before expiry,
-// logs in again when renewal is capped by max_ttl or fails, and re-logs in
-// when a request is refused with 403. Only one login runs at a time.
+// logs in again when renewal is capped by max_ttl or fails, and when a
+// transit request is refused with 403 (relogin). Only one login runs at a
+// time.
 type Session struct {
 	client  *api.Client
 	login   Login
@@ -44,7 +45,8 @@ type Session struct {
 
 	// logins counts successful logins, so that a caller refused with 403
 	// can tell whether someone logged in since its request went out. It is
-	// written under mu, with the fields below, and read without it by Do.
+	// written under mu, with the fields below, and read without it by
+	// Transit.do.
 	logins atomic.Uint64
 
 	mu      sync.Mutex
@@ -86,20 +88,6 @@ func (s *Session) Err() error {
 		return s.lastErr
 	}
 	return nil
-}
-
-// Do runs fn, and when Vault answers 403 and a new login can help, logs in
-// again (once, shared with concurrent callers) and runs fn one more time.
-func (s *Session) Do(ctx context.Context, fn func(context.Context) error) error {
-	logins := s.logins.Load()
-	err := fn(ctx)
-	if KindOf(err) != Denied || !s.login.CanLoginAgain() {
-		return err
-	}
-	if rerr := s.relogin(ctx, logins); rerr != nil {
-		return fmt.Errorf("%w (login again: %v)", err, rerr)
-	}
-	return fn(ctx)
 }
 
 // relogin asks the lifecycle loop for a new login unless one succeeded

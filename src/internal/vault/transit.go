@@ -121,11 +121,10 @@ func (t *Transit) sendOne(ctx context.Context, r request) (string, error) {
 	return out, nil
 }
 
-// write sends one write through the session, which logs in again once if
-// Vault refuses the token.
+// write sends one write to Vault.
 func (t *Transit) write(ctx context.Context, path string, body map[string]any) (map[string]any, error) {
 	var data map[string]any
-	err := t.s.Do(ctx, func(ctx context.Context) error {
+	err := t.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, t.timeout)
 		defer cancel()
 		sec, err := t.s.client.Logical().WriteWithContext(ctx, path, body)
@@ -141,10 +140,25 @@ func (t *Transit) write(ctx context.Context, path string, body map[string]any) (
 	return data, err
 }
 
+// do runs fn, and when Vault refuses the token and a new login can help,
+// has the session log in again (once, shared with concurrent callers) and
+// runs fn one more time.
+func (t *Transit) do(ctx context.Context, fn func(context.Context) error) error {
+	logins := t.s.logins.Load()
+	err := fn(ctx)
+	if KindOf(err) != Denied || !t.s.login.CanLoginAgain() {
+		return err
+	}
+	if rerr := t.s.relogin(ctx, logins); rerr != nil {
+		return fmt.Errorf("%w (login again: %v)", err, rerr)
+	}
+	return fn(ctx)
+}
+
 // ReadKey reads key's metadata.
 func (t *Transit) ReadKey(ctx context.Context, key string) (*Key, error) {
 	var data map[string]any
-	err := t.s.Do(ctx, func(ctx context.Context) error {
+	err := t.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, t.timeout)
 		defer cancel()
 		sec, err := t.s.client.Logical().ReadWithContext(ctx, t.mount+"/keys/"+key)
