@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,6 +13,8 @@ import (
 	v1beta1 "k8s.io/kms/apis/v1beta1"
 	kmsapi "k8s.io/kms/apis/v2"
 	"k8s.io/kms/pkg/util"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/config"
 )
 
 // probe calls the plugin's Status (v2) or Version (v1) on a socket, for
@@ -21,11 +22,7 @@ import (
 func probe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	def := os.Getenv("VAULT_KMS_LISTEN")
-	if def == "" {
-		def = "unix:///var/run/kmsplugin/socket.sock"
-	}
-	endpoint := fs.String("endpoint", def, "socket of the plugin, as in the EncryptionConfiguration")
+	endpoint := fs.String("endpoint", config.ListenEndpoint(), "socket of the plugin, as in the EncryptionConfiguration")
 	api := fs.String("api", "v2", "KMS API to call: v2 (Status) or v1 (Version)")
 	timeout := fs.Duration("timeout", 5*time.Second, "how long to wait for one answer")
 	wait := fs.Duration("wait", 0, "keep trying until the plugin is healthy or this much time has passed (for a pod that starts beside the plugin)")
@@ -54,6 +51,7 @@ func probe(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// probeOnce makes one call; api is v1 or v2, as probe checked.
 func probeOnce(path, api string, timeout time.Duration, stdout, stderr io.Writer) int {
 	conn, err := grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -63,27 +61,23 @@ func probeOnce(path, api string, timeout time.Duration, stdout, stderr io.Writer
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	switch api {
-	case "v2":
-		st, err := kmsapi.NewKeyManagementServiceClient(conn).Status(ctx, &kmsapi.StatusRequest{})
-		if err != nil {
-			fmt.Fprintf(stderr, "probe: Status on %s: %v\n", path, err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "version=%s healthz=%q key_id=%s\n", st.Version, st.Healthz, st.KeyId)
-		if st.Healthz != "ok" {
-			return 1
-		}
-	case "v1":
+	if api == "v1" {
 		v, err := v1beta1.NewKeyManagementServiceClient(conn).Version(ctx, &v1beta1.VersionRequest{Version: "v1beta1"})
 		if err != nil {
 			fmt.Fprintf(stderr, "probe: Version on %s: %v\n", path, err)
 			return 1
 		}
 		fmt.Fprintf(stdout, "version=%s runtime=%s %s\n", v.Version, v.RuntimeName, v.RuntimeVersion)
-	default:
-		fmt.Fprintf(stderr, "probe: -api=%q: use v2 or v1\n", api)
-		return 2
+		return 0
+	}
+	st, err := kmsapi.NewKeyManagementServiceClient(conn).Status(ctx, &kmsapi.StatusRequest{})
+	if err != nil {
+		fmt.Fprintf(stderr, "probe: Status on %s: %v\n", path, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "version=%s healthz=%q key_id=%s\n", st.Version, st.Healthz, st.KeyId)
+	if st.Healthz != "ok" {
+		return 1
 	}
 	return 0
 }

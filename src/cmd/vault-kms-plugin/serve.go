@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime/debug"
@@ -20,6 +21,9 @@ import (
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/version"
 )
 
+// serve wires the plugin top-down: the configuration, then Vault (client,
+// token session, transit), then the KMS core on transit, then the gRPC
+// server on the socket; health and metrics sit beside them.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := logging.New(logw, cfg.LogFormat, cfg.LogLevel)
 	if os.Getenv("GOGC") == "" {
@@ -29,6 +33,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 		debug.SetGCPercent(200)
 	}
 	m := metrics.New(version.Version)
+
 	client, err := vault.NewClient(cfg.VaultTimeout, 256, m.Transport)
 	if err != nil {
 		return err
@@ -39,44 +44,27 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if insecure, _ := strconv.ParseBool(os.Getenv("VAULT_SKIP_VERIFY")); insecure {
 		log.Warn("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the path can read every DEK. Set VAULT_CACERT instead.")
 	}
-
 	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, m)
-	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout)
-	var backend kms.Backend = transit
-	if cfg.GroupCommit {
-		backend = vault.NewBatcher(transit, maxBatch)
-	}
-	svc := kms.New(backend, cfg.KeyNames, cfg.KeyRefreshInterval, log)
+	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout, cfg.GroupCommit)
+
+	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log)
 	m.WatchKey(svc.KeyVersion)
 
 	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode())
 	if err != nil {
 		return err
 	}
-	// Outermost first: metrics see the final gRPC code.
-	gs := server.New(svc, kms.NewV1(svc, version.Version), m.UnaryInterceptor(), kms.Logging(log), kms.ErrorCodes())
+	gs := server.New(svc, version.Version, log, m.UnaryInterceptor())
 
 	bg, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
 	wg.Go(func() { session.Run(bg) })
 	wg.Go(func() { svc.Run(bg) })
-
 	if cfg.HealthAddr != "" {
-		h, err := health.Handler(cfg.SocketPath(), svc.Health, m.Registry)
-		if err != nil {
+		if err := serveHealth(bg, &wg, cfg, svc, m, log); err != nil {
 			return err
 		}
-		hl, err := net.Listen("tcp", cfg.HealthAddr)
-		if err != nil {
-			return fmt.Errorf("listen on VAULT_KMS_HEALTH_ADDR=%s: %w (another pod on the host network may hold the port; pick another)", cfg.HealthAddr, err)
-		}
-		wg.Go(func() {
-			if err := health.Serve(bg, hl, h); err != nil {
-				log.Error("health server stopped; the kubelet's probes will fail", "addr", cfg.HealthAddr, "error", err)
-			}
-		})
-		log.Info("serving /livez, /readyz and /metrics", "addr", "http://"+cfg.HealthAddr)
 	}
 
 	log.Info("serving KMS v2 and v1beta1", "socket", cfg.SocketPath())
@@ -87,9 +75,25 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	return nil
 }
 
-// maxBatch bounds one transit batch: large enough for an apiserver's start-up
-// storm, small enough that one batch stays well inside the Vault timeout.
-const maxBatch = 512
+// serveHealth serves /livez, /readyz and /metrics on VAULT_KMS_HEALTH_ADDR
+// in wg until ctx ends.
+func serveHealth(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, svc *kms.Service, m *metrics.Metrics, log *slog.Logger) error {
+	h, err := health.Handler(cfg.SocketPath(), svc.Health, m.Registry)
+	if err != nil {
+		return err
+	}
+	hl, err := net.Listen("tcp", cfg.HealthAddr)
+	if err != nil {
+		return fmt.Errorf("listen on VAULT_KMS_HEALTH_ADDR=%s: %w (another pod on the host network may hold the port; pick another)", cfg.HealthAddr, err)
+	}
+	wg.Go(func() {
+		if err := health.Serve(ctx, hl, h); err != nil {
+			log.Error("health server stopped; the kubelet's probes will fail", "addr", cfg.HealthAddr, "error", err)
+		}
+	})
+	log.Info("serving /livez, /readyz and /metrics", "addr", "http://"+cfg.HealthAddr)
+	return nil
+}
 
 func loginFor(cfg *config.Config, envToken string) vault.Login {
 	switch cfg.AuthMethod {

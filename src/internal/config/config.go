@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -202,6 +203,17 @@ func (c *Config) validate(getenv func(string) string) error {
 		bad("%s_LOG_FORMAT=%q is not a format: use json or text", Prefix, c.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// ListenEndpoint is the endpoint serve listens on: VAULT_KMS_LISTEN, or
+// Listen's default (kept in its tag alone, which --help prints too), for
+// commands that call a plugin running with the same environment.
+func ListenEndpoint() string {
+	if v := os.Getenv(Prefix + "_LISTEN"); v != "" {
+		return v
+	}
+	f, _ := reflect.TypeFor[Config]().FieldByName("Listen")
+	return f.Tag.Get("default")
 }
 
 // SocketPath is the filesystem path of the Listen endpoint.

@@ -48,6 +48,23 @@ func TestLoadDefaults(t *testing.T) {
 	}
 }
 
+func TestListenEndpointIsWhatServeListensOn(t *testing.T) {
+	for _, listen := range []string{"", "unix:///run/kms/other.sock"} {
+		env := base(nil)
+		if listen != "" {
+			env["VAULT_KMS_LISTEN"] = listen
+		}
+		setEnv(t, env)
+		c, err := Load()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := ListenEndpoint(); got != c.Listen || got == "" {
+			t.Errorf("VAULT_KMS_LISTEN=%q: ListenEndpoint() = %q, serve listens on %q", listen, got, c.Listen)
+		}
+	}
+}
+
 func TestLoadNormalises(t *testing.T) {
 	setEnv(t, base(map[string]string{
 		"VAULT_KMS_KEY_NAMES":    " new , old ",

@@ -94,7 +94,7 @@ func (d *Doctor) checkKey(ctx context.Context, key string) {
 	k, err := tr.ReadKey(ctx, key)
 	if err != nil {
 		fix := fmt.Sprintf("create it: vault write -f %s/keys/%s", d.Cfg.TransitPath, key)
-		if !strings.Contains(err.Error(), "not found") {
+		if vault.KindOf(err) != vault.NotFound {
 			fix = "check VAULT_KMS_TRANSIT_PATH and the key name"
 		}
 		d.add("key "+key, Fail, err.Error(), fix)
@@ -140,5 +140,5 @@ func (d *Doctor) checkRoundTrip(ctx context.Context) {
 // transit calls Vault with the token the login check obtained.
 func (d *Doctor) transit() *vault.Transit {
 	s := vault.NewSession(d.Client, vault.StaticToken{Token: d.Client.Token()}, d.Cfg.VaultTimeout, slog.New(slog.DiscardHandler), nil)
-	return vault.NewTransit(s, d.Cfg.TransitPath, d.Cfg.VaultTimeout)
+	return vault.NewTransit(s, d.Cfg.TransitPath, d.Cfg.VaultTimeout, false)
 }

@@ -12,10 +12,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"google.golang.org/grpc/codes"
-	"k8s.io/kms/pkg/service"
 
-	"github.com/hashicorp/vault/api"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
@@ -152,8 +149,8 @@ func TestStatusUnhealthy(t *testing.T) {
 			// An error, not a healthz message beside the old key_id: with a
 			// key_id the apiserver would keep writing under a key nobody vouches for.
 			st, err := s.Status(context.Background())
-			if err == nil || Code(err) != codes.Unavailable || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("status %+v, %v (%v); want Unavailable mentioning %q", st, err, Code(err), tc.want)
+			if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("status %+v, %v; want not ready (Unavailable) mentioning %q", st, err, tc.want)
 			}
 			if s.Health() == nil {
 				t.Fatal("Health() is nil while Status fails")
@@ -166,8 +163,8 @@ func TestStatusBeforeFirstRead(t *testing.T) {
 	f := newFake("kube")
 	f.readErr = errVaultDown
 	s := New(f, []string{"kube"}, time.Hour, quiet)
-	if _, err := s.Status(context.Background()); Code(err) != codes.Unavailable {
-		t.Fatalf("status before any key read: %v (%v)", err, Code(err))
+	if _, err := s.Status(context.Background()); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("status before any key read: %v; want not ready (Unavailable)", err)
 	}
 	_ = s.Refresh(context.Background())
 	if _, err := s.Status(context.Background()); err == nil {
@@ -188,22 +185,22 @@ func TestDecrypt(t *testing.T) {
 		name    string
 		ct      string
 		want    string
-		code    codes.Code
+		wantErr error // nil: success
 		keysTry []string
 	}{
 		{name: "first key", ct: "new:vault:v1:" + encodeB64([]byte("a")), want: "a", keysTry: []string{"new"}},
 		{name: "second key", ct: "old:vault:v7:" + encodeB64([]byte("b")), want: "b", keysTry: []string{"old"}},
-		{name: "unknown key", ct: "other:vault:v1:QUJD", code: codes.FailedPrecondition},
-		{name: "garbage", ct: "\x00\xff garbage", code: codes.InvalidArgument},
-		{name: "empty", ct: "", code: codes.InvalidArgument},
-		{name: "oversized", ct: "new:vault:v1:" + strings.Repeat("A", 2000), code: codes.InvalidArgument},
+		{name: "unknown key", ct: "other:vault:v1:QUJD", wantErr: ErrKeyNotConfigured},
+		{name: "garbage", ct: "\x00\xff garbage", wantErr: ErrInvalidInput},
+		{name: "empty", ct: "", wantErr: ErrInvalidInput},
+		{name: "oversized", ct: "new:vault:v1:" + strings.Repeat("A", 2000), wantErr: ErrInvalidInput},
 		{name: "legacy unnamed", ct: "vault:v1:" + encodeB64([]byte("c")), want: "c", keysTry: []string{"new"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(f.Calls())
-			pt, err := s.Decrypt(ctx, "", &service.DecryptRequest{Ciphertext: []byte(tc.ct)})
-			if Code(err) != tc.code || string(pt) != tc.want {
-				t.Fatalf("decrypt = %q, %v (%v); want %q, %v", pt, err, Code(err), tc.want, tc.code)
+			pt, err := s.Decrypt(ctx, "", &DecryptRequest{Ciphertext: []byte(tc.ct)})
+			if (err == nil) != (tc.wantErr == nil) || !errors.Is(err, tc.wantErr) || string(pt) != tc.want {
+				t.Fatalf("decrypt = %q, %v; want %q, %v", pt, err, tc.want, tc.wantErr)
 			}
 			var tried []string
 			for _, c := range f.Calls()[before:] {
@@ -219,29 +216,8 @@ func TestDecrypt(t *testing.T) {
 func TestEncryptRejectsBadPlaintext(t *testing.T) {
 	s := newService(t, newFake("kube"), "kube")
 	for _, pt := range [][]byte{nil, bytes.Repeat([]byte("x"), maxPlaintextLen+1)} {
-		if _, err := s.Encrypt(context.Background(), "", pt); Code(err) != codes.InvalidArgument {
+		if _, err := s.Encrypt(context.Background(), "", pt); !errors.Is(err, ErrInvalidInput) {
 			t.Errorf("encrypt %d bytes: %v", len(pt), err)
-		}
-	}
-}
-
-func TestCode(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		want codes.Code
-	}{
-		{&api.ResponseError{StatusCode: 403}, codes.PermissionDenied},
-		{&api.ResponseError{StatusCode: 400}, codes.InvalidArgument},
-		{&api.ResponseError{StatusCode: 503}, codes.Unavailable},
-		{&api.ResponseError{StatusCode: 500}, codes.Unavailable},
-		{&api.ResponseError{StatusCode: 429}, codes.Unavailable},
-		{context.DeadlineExceeded, codes.DeadlineExceeded},
-		{ErrNotReady, codes.Unavailable},
-		{vault.ErrKeyNotFound, codes.FailedPrecondition},
-		{errors.New("boom"), codes.Internal},
-	} {
-		if got := Code(tc.err); got != tc.want {
-			t.Errorf("Code(%v) = %v, want %v", tc.err, got, tc.want)
 		}
 	}
 }
@@ -256,11 +232,9 @@ func FuzzDecrypt(f *testing.F) {
 	fb := newFake("kube")
 	s := New(fb, []string{"kube"}, time.Hour, quiet)
 	f.Fuzz(func(t *testing.T, ct []byte, keyID string) {
-		_, err := s.Decrypt(context.Background(), "", &service.DecryptRequest{Ciphertext: ct, KeyID: keyID})
-		if err != nil {
-			if c := Code(err); c != codes.InvalidArgument && c != codes.FailedPrecondition {
-				t.Fatalf("decrypt %q: %v (%v)", ct, err, c)
-			}
+		_, err := s.Decrypt(context.Background(), "", &DecryptRequest{Ciphertext: ct, KeyID: keyID})
+		if err != nil && !errors.Is(err, ErrInvalidInput) && !errors.Is(err, ErrKeyNotConfigured) && !rejectedByKey(err) {
+			t.Fatalf("decrypt %q: %v; want invalid input or a key not configured", ct, err)
 		}
 	})
 }

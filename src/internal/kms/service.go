@@ -1,6 +1,7 @@
-// Package kms implements the Kubernetes KMS service on Vault transit: the
-// logic lives once behind k8s.io/kms's Service interface, and the gRPC
-// adapters, error codes, logs and metrics wrap it.
+// Package kms is the plugin's core: the Kubernetes KMS service on Vault
+// transit, its key snapshot and key_id, the ciphertext format and the
+// API's limits. It speaks no gRPC: package server serves it as KMS v2 and
+// v1beta1 and turns its errors into gRPC codes.
 package kms
 
 import (
@@ -13,12 +14,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/kms/pkg/service"
-
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
-// Errors of the service's own making; see Code for their gRPC codes.
+// Errors of the service's own making. The server maps them to gRPC codes
+// (InvalidArgument, FailedPrecondition, Unavailable).
 var (
 	ErrInvalidInput     = errors.New("invalid input")
 	ErrKeyNotConfigured = errors.New("key not configured")
@@ -42,7 +42,31 @@ type snapshot struct {
 	fetched time.Time
 }
 
-// Service is the KMS v2 service.
+// StatusResponse, EncryptResponse and DecryptRequest have the fields of
+// k8s.io/kms/pkg/service's types that the plugin uses; that package brings
+// gRPC with it, so the server converts.
+
+// StatusResponse is what Status vouches for: the key_id in use.
+type StatusResponse struct {
+	Version string
+	Healthz string
+	KeyID   string
+}
+
+// EncryptResponse is an encrypted DEK and the key_id it was encrypted under.
+type EncryptResponse struct {
+	Ciphertext []byte
+	KeyID      string
+}
+
+// DecryptRequest is an encrypted DEK and, in KMS v2, the key_id the
+// apiserver stored beside it.
+type DecryptRequest struct {
+	Ciphertext []byte
+	KeyID      string
+}
+
+// Service is the KMS service, with the methods of k8s.io/kms's Service.
 type Service struct {
 	backend Backend
 	keys    []string // keys[0] encrypts; all decrypt
@@ -54,8 +78,6 @@ type Service struct {
 	lastErr   atomic.Pointer[error] // of the latest refresh; nil pointer: none yet
 	poke      chan struct{}
 }
-
-var _ service.Service = (*Service)(nil)
 
 // New returns a service; Run keeps its key snapshot fresh.
 func New(b Backend, keys []string, refresh time.Duration, log *slog.Logger) *Service {
@@ -142,15 +164,15 @@ func (s *Service) KeyVersion() (version int, age time.Duration) {
 // keeps writing with its cached DEK for as long as Status returns the same
 // key_id, healthy or not, so only an error stops it writing (after its
 // few minutes' grace) data that a deleted key would make unreadable.
-func (s *Service) Status(ctx context.Context) (*service.StatusResponse, error) {
+func (s *Service) Status(ctx context.Context) (*StatusResponse, error) {
 	if err := s.Health(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
 	}
-	return &service.StatusResponse{Version: "v2", Healthz: "ok", KeyID: s.snap.Load().keyID}, nil
+	return &StatusResponse{Version: "v2", Healthz: "ok", KeyID: s.snap.Load().keyID}, nil
 }
 
 // Encrypt encrypts a DEK with the snapshot's key version.
-func (s *Service) Encrypt(ctx context.Context, uid string, plaintext []byte) (*service.EncryptResponse, error) {
+func (s *Service) Encrypt(ctx context.Context, uid string, plaintext []byte) (*EncryptResponse, error) {
 	if len(plaintext) == 0 || len(plaintext) > maxPlaintextLen {
 		return nil, fmt.Errorf("%w: plaintext is %d bytes; want 1 to %d", ErrInvalidInput, len(plaintext), maxPlaintextLen)
 	}
@@ -176,11 +198,11 @@ func (s *Service) Encrypt(ctx context.Context, uid string, plaintext []byte) (*s
 	if len(out) > maxCiphertextLen {
 		return nil, fmt.Errorf("encrypt with key %q: ciphertext of %d bytes exceeds the KMS limit of %d", key, len(out), maxCiphertextLen)
 	}
-	return &service.EncryptResponse{Ciphertext: out, KeyID: snap.keyID}, nil
+	return &EncryptResponse{Ciphertext: out, KeyID: snap.keyID}, nil
 }
 
 // Decrypt decrypts with whichever configured key the ciphertext names.
-func (s *Service) Decrypt(ctx context.Context, uid string, req *service.DecryptRequest) ([]byte, error) {
+func (s *Service) Decrypt(ctx context.Context, uid string, req *DecryptRequest) ([]byte, error) {
 	if len(req.Ciphertext) == 0 || len(req.Ciphertext) > maxCiphertextLen {
 		return nil, fmt.Errorf("%w: ciphertext is %d bytes; want 1 to %d", ErrInvalidInput, len(req.Ciphertext), maxCiphertextLen)
 	}
@@ -210,10 +232,14 @@ func (s *Service) decryptUnnamed(ctx context.Context, ct string) ([]byte, error)
 			return pt, nil
 		}
 		errs = append(errs, err)
-		if Code(err) != codesInvalidArgument {
+		if !rejectedByKey(err) {
 			// Vault is down or refusing us: another key will not help.
 			break
 		}
 	}
 	return nil, errors.Join(errs...)
 }
+
+// rejectedByKey reports whether Vault refused the ciphertext itself under
+// one key, so that another key may still read it.
+func rejectedByKey(err error) bool { return vault.KindOf(err) == vault.InvalidInput }

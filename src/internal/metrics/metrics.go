@@ -12,10 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
 const namespace = "vault_kms_plugin"
@@ -127,22 +126,6 @@ func (m *Metrics) TokenExpiry(t time.Time) {
 	m.tokenExpiry.Set(float64(t.Unix()))
 }
 
-// outcome is a bounded label for an error: the gRPC code it maps to, in
-// snake case ("ok", "unavailable", "permission_denied", ...).
-func outcome(err error) string {
-	c := kms.Code(err)
-	if c == codes.OK {
-		return "ok"
-	}
-	var b strings.Builder
-	for i, r := range c.String() {
-		if r >= 'A' && r <= 'Z' {
-			if i > 0 {
-				b.WriteByte('_')
-			}
-			r += 'a' - 'A'
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
+// outcome is a bounded label for an error: its Vault kind ("ok",
+// "unavailable", "permission_denied", ...).
+func outcome(err error) string { return vault.KindOf(err).String() }

@@ -1,11 +1,11 @@
 package metrics
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
 // Transport wraps the Vault client's HTTP transport and counts and times
@@ -15,7 +15,7 @@ func (m *Metrics) Transport(next http.RoundTripper) http.RoundTripper {
 		start := time.Now()
 		res, err := next.RoundTrip(r)
 		op := operation(r.URL.Path)
-		m.vaultRequests.WithLabelValues(op, httpOutcome(res, err)).Inc()
+		m.vaultRequests.WithLabelValues(op, vault.KindOfResponse(res, err).String()).Inc()
 		m.vaultLatency.WithLabelValues(op).Observe(time.Since(start).Seconds())
 		return res, err
 	})
@@ -45,20 +45,4 @@ func operation(path string) string {
 		return "health"
 	}
 	return "other"
-}
-
-func httpOutcome(res *http.Response, err error) string {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return "deadline_exceeded"
-	case err != nil:
-		return "unavailable"
-	case res.StatusCode < 300:
-		return "ok"
-	case res.StatusCode == http.StatusForbidden:
-		return "permission_denied"
-	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode >= 500:
-		return "unavailable"
-	}
-	return "invalid_argument"
 }

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"sync"
@@ -11,10 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	v1beta1 "k8s.io/kms/apis/v1beta1"
 	kmsapi "k8s.io/kms/apis/v2"
-	"k8s.io/kms/pkg/service"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/server"
 )
 
@@ -25,24 +25,24 @@ type barrier struct {
 	all     chan struct{}
 }
 
-func (b *barrier) Encrypt(ctx context.Context, _ string, pt []byte) (*service.EncryptResponse, error) {
+func (b *barrier) Encrypt(ctx context.Context, _ string, pt []byte) (*kms.EncryptResponse, error) {
 	if b.arrived.Add(1) == b.n {
 		close(b.all)
 	}
 	select {
 	case <-b.all:
-		return &service.EncryptResponse{Ciphertext: pt, KeyID: "k"}, nil
+		return &kms.EncryptResponse{Ciphertext: pt, KeyID: "k"}, nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
-func (b *barrier) Decrypt(context.Context, string, *service.DecryptRequest) ([]byte, error) {
+func (b *barrier) Decrypt(context.Context, string, *kms.DecryptRequest) ([]byte, error) {
 	return nil, nil
 }
 
-func (b *barrier) Status(context.Context) (*service.StatusResponse, error) {
-	return &service.StatusResponse{Version: "v2", Healthz: "ok", KeyID: "k"}, nil
+func (b *barrier) Status(context.Context) (*kms.StatusResponse, error) {
+	return &kms.StatusResponse{Version: "v2", Healthz: "ok", KeyID: "k"}, nil
 }
 
 // Calls beyond the stream workers must not queue behind them: a handler
@@ -57,7 +57,7 @@ func TestCallsBeyondTheWorkersRunConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.New(b, v1beta1.UnimplementedKeyManagementServiceServer{})
+	gs := server.New(b, "test", slog.New(slog.DiscardHandler))
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 

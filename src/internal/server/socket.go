@@ -1,4 +1,6 @@
-// Package server owns the unix socket and the gRPC server on it.
+// Package server is the plugin's transport: the unix socket, the gRPC
+// server on it, the KMS v2 and v1beta1 adapters over the core (package
+// kms), the interceptors, and the mapping from errors to gRPC codes.
 package server
 
 import (

@@ -16,15 +16,15 @@ import (
 // a rotated service-account token or secret_id is picked up at the next login.
 type Login interface {
 	api.AuthMethod
-	// Relogin reports whether a new login can replace a token that Vault
-	// rejects (false for a token given as a value).
-	Relogin() bool
+	// CanLoginAgain reports whether a new login can replace a token that
+	// Vault rejects (false for a token given as a value).
+	CanLoginAgain() bool
 }
 
 // StaticToken is a token given as a value: "logging in" checks it is alive.
 type StaticToken struct{ Token string }
 
-func (s StaticToken) Relogin() bool { return false }
+func (s StaticToken) CanLoginAgain() bool { return false }
 
 func (s StaticToken) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	return lookupSelf(ctx, c, s.Token)
@@ -33,7 +33,7 @@ func (s StaticToken) Login(ctx context.Context, c *api.Client) (*api.Secret, err
 // TokenFile is a token read from a file, such as a Vault Agent sink.
 type TokenFile struct{ Path string }
 
-func (f TokenFile) Relogin() bool { return true }
+func (f TokenFile) CanLoginAgain() bool { return true }
 
 func (f TokenFile) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	b, err := os.ReadFile(f.Path)
@@ -93,7 +93,7 @@ func lookupSelf(ctx context.Context, c *api.Client, token string) (*api.Secret, 
 // Kubernetes logs in with the pod's service-account JWT.
 type Kubernetes struct{ Role, Mount, JWTFile string }
 
-func (k Kubernetes) Relogin() bool { return true }
+func (k Kubernetes) CanLoginAgain() bool { return true }
 
 func (k Kubernetes) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	// The library reads the file when the method is built, so build it per
@@ -110,7 +110,7 @@ func (k Kubernetes) Login(ctx context.Context, c *api.Client) (*api.Secret, erro
 // AppRole logs in with a role_id and a secret_id read from a file.
 type AppRole struct{ RoleID, Mount, SecretIDFile string }
 
-func (a AppRole) Relogin() bool { return true }
+func (a AppRole) CanLoginAgain() bool { return true }
 
 func (a AppRole) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	m, err := approle.NewAppRoleAuth(a.RoleID, &approle.SecretID{FromFile: a.SecretIDFile}, approle.WithMountPath(a.Mount))
@@ -127,7 +127,7 @@ func (a AppRole) Login(ctx context.Context, c *api.Client) (*api.Secret, error) 
 // Cert logs in with the TLS client certificate of VAULT_CLIENT_CERT.
 type Cert struct{ Role, Mount string }
 
-func (a Cert) Relogin() bool { return true }
+func (a Cert) CanLoginAgain() bool { return true }
 
 func (a Cert) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	body := map[string]any{}

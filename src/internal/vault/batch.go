@@ -7,37 +7,31 @@ import (
 	"sync"
 )
 
-// Batcher is group commit for transit: while a request for a key is in
-// flight, further requests for that key queue, and when it returns they go
-// out together as one batch_input request. A lone request goes straight out
-// and waits for nothing. Vault does the per-request work (HTTP, token check,
+// Group commit: while a request for a target (operation, key, version) is
+// in flight, further requests for it queue, and when it returns they go out
+// together as one batch_input request. A lone request goes straight out and
+// waits for nothing. Vault does the per-request work (HTTP, token check,
 // policy) once per batch instead of once per item.
-type Batcher struct {
-	*Transit
-	maxBatch int
 
+// maxBatch bounds one batch: large enough for an apiserver's start-up
+// storm, small enough that one batch stays well inside the Vault timeout.
+const maxBatch = 512
+
+// groups holds the queue of each target that has had a request.
+type groups struct {
 	mu     sync.Mutex
-	queues map[queueKey]*queue
+	queues map[target]*queue
 }
 
-// NewBatcher groups t's encrypt and decrypt calls; maxBatch bounds a batch.
-func NewBatcher(t *Transit, maxBatch int) *Batcher {
-	return &Batcher{Transit: t, maxBatch: maxBatch, queues: map[queueKey]*queue{}}
-}
-
-type queueKey struct {
-	op      string // "encrypt" or "decrypt"
-	key     string
-	version int
-}
+func newGroups() *groups { return &groups{queues: map[target]*queue{}} }
 
 type queue struct {
 	inflight bool
 	pending  []*item
 }
 
-// item is one caller's request: in is base64 plaintext or a transit
-// ciphertext; the answer arrives on done.
+// item is one caller's request waiting in a queue; its answer arrives on
+// done.
 type item struct {
 	in   string
 	done chan result
@@ -48,86 +42,74 @@ type result struct {
 	err error
 }
 
-// ItemError is Vault's verdict on one item of a batch, such as a ciphertext
-// that does not decrypt.
-type ItemError struct{ Msg string }
-
-func (e *ItemError) Error() string { return e.Msg }
-
-// Encrypt encrypts plaintext with the given version of key.
-func (b *Batcher) Encrypt(ctx context.Context, key string, version int, plaintext []byte) (string, error) {
-	return encrypt(ctx, b.submit, key, version, plaintext)
-}
-
-// Decrypt decrypts a transit ciphertext with key.
-func (b *Batcher) Decrypt(ctx context.Context, key, ciphertext string) ([]byte, error) {
-	return decrypt(ctx, b.submit, key, ciphertext)
-}
-
-func (b *Batcher) submit(ctx context.Context, op, key string, version int, in string) (string, error) {
-	k := queueKey{op, key, version}
-	it := &item{in: in, done: make(chan result, 1)}
-	b.mu.Lock()
-	q := b.queues[k]
+// sendGrouped sends r at once if nothing is in flight for its target, and
+// otherwise queues it for the next batch.
+func (t *Transit) sendGrouped(ctx context.Context, r request) (string, error) {
+	g := t.groups
+	it := &item{in: r.in, done: make(chan result, 1)}
+	g.mu.Lock()
+	q := g.queues[r.target]
 	if q == nil {
 		q = &queue{}
-		b.queues[k] = q
+		g.queues[r.target] = q
 	}
 	if q.inflight {
 		q.pending = append(q.pending, it)
-		b.mu.Unlock()
+		g.mu.Unlock()
 		select {
-		case r := <-it.done:
-			return r.out, r.err
+		case res := <-it.done:
+			return res.out, res.err
 		case <-ctx.Done():
 			// The batch still runs; its answer for us is dropped.
 			return "", ctx.Err()
 		}
 	}
 	q.inflight = true
-	b.mu.Unlock()
+	g.mu.Unlock()
 
-	out, err := b.one(ctx, k.op, k.key, k.version, in)
-	b.next(k, q)
+	out, err := t.sendOne(ctx, r)
+	t.sendQueued(r.target, q)
 	return out, err
 }
 
-// next sends what queued up behind the request that just returned, if
-// anything, or marks the key idle.
-func (b *Batcher) next(k queueKey, q *queue) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+// sendQueued sends what queued up behind the request that just returned,
+// if anything, or marks the target idle.
+func (t *Transit) sendQueued(tg target, q *queue) {
+	g := t.groups
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	if len(q.pending) == 0 {
 		q.inflight = false
 		return
 	}
-	n := min(len(q.pending), b.maxBatch)
+	n := min(len(q.pending), maxBatch)
 	batch := q.pending[:n:n]
 	q.pending = q.pending[n:]
 	go func() {
 		// Not tied to any one caller's context: the batch serves them all.
-		b.batch(context.Background(), k, batch)
-		b.next(k, q)
+		t.sendBatch(context.Background(), tg, batch)
+		t.sendQueued(tg, q)
 	}()
 }
 
-func (b *Batcher) batch(ctx context.Context, k queueKey, items []*item) {
+// sendBatch sends items as one request and gives each its own answer.
+func (t *Transit) sendBatch(ctx context.Context, tg target, items []*item) {
 	if len(items) == 1 {
-		out, err := b.one(ctx, k.op, k.key, k.version, items[0].in)
+		out, err := t.sendOne(ctx, request{tg, items[0].in})
 		items[0].done <- result{out, err}
 		return
 	}
-	field, outField := fields(k.op)
+	field, outField := fields(tg.op)
 	input := make([]map[string]any, len(items))
 	for i, it := range items {
 		input[i] = map[string]any{field: it.in}
-		if k.version > 0 {
-			input[i]["key_version"] = k.version
+		if tg.version > 0 {
+			input[i]["key_version"] = tg.version
 		}
 	}
 	// With partial_failure_response_code, one bad item does not fail the
 	// whole request: every item gets its own verdict.
-	data, err := b.write(ctx, b.mount+"/"+k.op+"/"+k.key, map[string]any{
+	data, err := t.write(ctx, t.mount+"/"+tg.op+"/"+tg.key, map[string]any{
 		"batch_input": input, "partial_failure_response_code": 200,
 	})
 	var results []any

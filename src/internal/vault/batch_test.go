@@ -50,7 +50,7 @@ func (p *faultProxy) start(t *testing.T, target string) string {
 	return srv.URL
 }
 
-func batcherAgainst(t *testing.T, addr string, token string) *vault.Batcher {
+func groupCommitAgainst(t *testing.T, addr string, token string) *vault.Transit {
 	t.Helper()
 	t.Setenv("VAULT_ADDR", addr)
 	t.Setenv("VAULT_TOKEN", token)
@@ -59,7 +59,7 @@ func batcherAgainst(t *testing.T, addr string, token string) *vault.Batcher {
 		t.Fatal(err)
 	}
 	s := vault.NewSession(c, vault.StaticToken{Token: token}, 5*time.Second, quietLog(), nil)
-	return vault.NewBatcher(vault.NewTransit(s, "transit", 5*time.Second), 64)
+	return vault.NewTransit(s, "transit", 5*time.Second, true)
 }
 
 // TestGroupCommitGivesEachCallerItsOwnAnswer runs many concurrent callers
@@ -68,10 +68,10 @@ func TestGroupCommitGivesEachCallerItsOwnAnswer(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "a", "b")
 	var proxy faultProxy
-	b := batcherAgainst(t, proxy.start(t, v.Addr), v.RootToken)
+	b := groupCommitAgainst(t, proxy.start(t, v.Addr), v.RootToken)
 	ctx := context.Background()
 
-	// Ciphertexts made through the batcher too, concurrently.
+	// Ciphertexts made with group commit too, concurrently.
 	const n = 300
 	keys := []string{"a", "b"}
 	cts := make([]string, n)
@@ -122,7 +122,7 @@ func TestGroupCommitBatchFailureFailsOnlyThatBatch(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "a")
 	var proxy faultProxy
-	b := batcherAgainst(t, proxy.start(t, v.Addr), v.RootToken)
+	b := groupCommitAgainst(t, proxy.start(t, v.Addr), v.RootToken)
 	ctx := context.Background()
 	proxy.failNext.Store(true)
 
@@ -161,7 +161,7 @@ func TestLoneRequestGoesStraightOut(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "a")
 	var proxy faultProxy
-	b := batcherAgainst(t, proxy.start(t, v.Addr), v.RootToken)
+	b := groupCommitAgainst(t, proxy.start(t, v.Addr), v.RootToken)
 	for i := range 10 {
 		ct, err := b.Encrypt(context.Background(), "a", 1, []byte("x"))
 		if err != nil {

@@ -58,7 +58,7 @@ func TestTLSVaultCallsShareOneHTTP2Connection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := vault.NewTransit(vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 5*time.Second, quietLog(), nil), "transit", 5*time.Second)
+	tr := vault.NewTransit(vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 5*time.Second, quietLog(), nil), "transit", 5*time.Second, false)
 	ctx := context.Background()
 	// One call first, so that the burst finds the connection open.
 	k, err := tr.ReadKey(ctx, "kube")

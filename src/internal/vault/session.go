@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,8 +26,9 @@ func (nopObserver) Renew(error)           {}
 func (nopObserver) TokenExpiry(time.Time) {}
 
 // Session keeps the client's token alive: it logs in, renews before expiry,
-// logs in again when renewal is capped by max_ttl or fails, and re-logs in
-// when a request is refused with 403. Only one login runs at a time.
+// logs in again when renewal is capped by max_ttl or fails, and when a
+// transit request is refused with 403 (relogin). Only one login runs at a
+// time.
 type Session struct {
 	client  *api.Client
 	login   Login
@@ -43,14 +43,17 @@ type Session struct {
 
 	kick chan struct{}
 
+	// logins counts successful logins, so that a caller refused with 403
+	// can tell whether someone logged in since its request went out. It is
+	// written under mu, with the fields below, and read without it by
+	// Transit.do.
+	logins atomic.Uint64
+
 	mu      sync.Mutex
-	gen     uint64        // bumped by every successful login
 	expires time.Time     // zero: never expires
 	lastErr error         // of the latest login or renewal
 	done    chan struct{} // closed when a login attempt ends
 	hasTok  bool
-
-	generation atomic.Uint64
 }
 
 // NewSession returns a session; Run must be started for it to log in.
@@ -87,25 +90,11 @@ func (s *Session) Err() error {
 	return nil
 }
 
-// Do runs fn, and when Vault answers 403 and a new login can help, logs in
-// again (once, shared with concurrent callers) and runs fn one more time.
-func (s *Session) Do(ctx context.Context, fn func(context.Context) error) error {
-	gen := s.generation.Load()
-	err := fn(ctx)
-	if !IsForbidden(err) || !s.login.Relogin() {
-		return err
-	}
-	if rerr := s.relogin(ctx, gen); rerr != nil {
-		return fmt.Errorf("%w (login again: %v)", err, rerr)
-	}
-	return fn(ctx)
-}
-
-// relogin asks the lifecycle loop for a new login unless one already
-// happened since gen, and waits for it.
-func (s *Session) relogin(ctx context.Context, gen uint64) error {
+// relogin asks the lifecycle loop for a new login unless one succeeded
+// since the count of logins was seen, and waits for it.
+func (s *Session) relogin(ctx context.Context, seen uint64) error {
 	s.mu.Lock()
-	if s.gen != gen {
+	if s.logins.Load() != seen {
 		s.mu.Unlock()
 		return nil
 	}
@@ -122,7 +111,7 @@ func (s *Session) relogin(ctx context.Context, gen uint64) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.gen == gen {
+	if s.logins.Load() == seen {
 		return s.lastErr
 	}
 	return nil
@@ -172,8 +161,7 @@ func (s *Session) attempt(ctx context.Context) (*api.Secret, error) {
 	}
 	s.client.SetToken(secret.Auth.ClientToken)
 	s.hasTok = true
-	s.gen++
-	s.generation.Store(s.gen)
+	s.logins.Add(1)
 	s.setExpiry(secret.Auth.LeaseDuration)
 	s.log.Info("logged in to Vault", "method", fmt.Sprintf("%T", s.login),
 		"ttl", time.Duration(secret.Auth.LeaseDuration)*time.Second, "renewable", secret.Auth.Renewable)
@@ -278,10 +266,4 @@ func (s *Session) sleep(ctx context.Context, d time.Duration) bool {
 	case <-s.kick:
 	}
 	return true
-}
-
-// IsForbidden reports whether Vault refused the request's token.
-func IsForbidden(err error) bool {
-	var re *api.ResponseError
-	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }

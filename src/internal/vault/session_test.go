@@ -61,7 +61,7 @@ func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return vault.NewTransit(s, "transit", 2*time.Second), s, obs, logs
+	return vault.NewTransit(s, "transit", 2*time.Second, false), s, obs, logs
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -243,7 +243,7 @@ func TestPolicyWithoutDecryptIsPermissionDenied(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = tr.Decrypt(context.Background(), "kube", ct)
-	if !vault.IsForbidden(err) || !strings.Contains(err.Error(), `decrypt with key "kube"`) {
+	if vault.KindOf(err) != vault.Denied || !strings.Contains(err.Error(), `decrypt with key "kube"`) {
 		t.Fatalf("decrypt without permission: %v", err)
 	}
 }

@@ -18,33 +18,113 @@ type Key struct {
 	LatestVersion        int
 	LatestCreated        time.Time
 	MinDecryptionVersion int
-	MinEncryptionVersion int
 	DeletionAllowed      bool
 	SupportsEncryption   bool
 	SupportsDecryption   bool
 }
 
-// Transit calls one transit mount through a Session.
+// Transit calls one transit mount through a Session. Encrypt and decrypt
+// requests go to Vault one by one, or grouped (batch.go) when group commit
+// is on.
 type Transit struct {
 	s       *Session
 	mount   string
 	timeout time.Duration
+	groups  *groups // nil: every request goes out alone
 
 	scopeMu sync.Mutex
 	scope   string
 }
 
-// NewTransit returns transit calls on mount, each bounded by timeout.
-func NewTransit(s *Session, mount string, timeout time.Duration) *Transit {
-	return &Transit{s: s, mount: mount, timeout: timeout}
+// NewTransit returns transit calls on mount, each bounded by timeout. With
+// groupCommit, concurrent encrypts or decrypts for one key go to Vault
+// together as one batch request.
+func NewTransit(s *Session, mount string, timeout time.Duration, groupCommit bool) *Transit {
+	t := &Transit{s: s, mount: mount, timeout: timeout}
+	if groupCommit {
+		t.groups = newGroups()
+	}
+	return t
 }
 
 // AuthErr is nil while the session's token is usable.
 func (t *Transit) AuthErr() error { return t.s.Err() }
 
+// Encrypt encrypts plaintext with the given version of key.
+func (t *Transit) Encrypt(ctx context.Context, key string, version int, plaintext []byte) (string, error) {
+	ct, err := t.send(ctx, request{target{"encrypt", key, version}, base64.StdEncoding.EncodeToString(plaintext)})
+	if err != nil {
+		return "", fmt.Errorf("encrypt with key %q version %d: %w", key, version, err)
+	}
+	return ct, nil
+}
+
+// Decrypt decrypts a transit ciphertext ("vault:vN:...") with key.
+func (t *Transit) Decrypt(ctx context.Context, key string, ciphertext string) ([]byte, error) {
+	pt, err := t.send(ctx, request{target{"decrypt", key, 0}, ciphertext})
+	if err != nil {
+		return nil, fmt.Errorf("decrypt with key %q: %w", key, err)
+	}
+	b, err := base64.StdEncoding.DecodeString(pt)
+	if err != nil {
+		return nil, fmt.Errorf("decrypt with key %q: Vault's plaintext is not base64", key)
+	}
+	return b, nil
+}
+
+// target is what a request acts on: one operation with one key version.
+type target struct {
+	op      string // "encrypt" or "decrypt"
+	key     string
+	version int // 0: the key's latest (and always for decrypt)
+}
+
+// request is one encrypt or decrypt: in is base64 plaintext or a transit
+// ciphertext, and so is the answer.
+type request struct {
+	target
+	in string
+}
+
+// fields names the input and output of a transit operation.
+func fields(op string) (in, out string) {
+	if op == "decrypt" {
+		return "ciphertext", "plaintext"
+	}
+	return "plaintext", "ciphertext"
+}
+
+// send sends r grouped with others for the same target when group commit
+// is on, alone otherwise.
+func (t *Transit) send(ctx context.Context, r request) (string, error) {
+	if t.groups != nil {
+		return t.sendGrouped(ctx, r)
+	}
+	return t.sendOne(ctx, r)
+}
+
+// sendOne sends r as a request of its own.
+func (t *Transit) sendOne(ctx context.Context, r request) (string, error) {
+	inField, outField := fields(r.op)
+	body := map[string]any{inField: r.in}
+	if r.version > 0 {
+		body["key_version"] = r.version
+	}
+	data, err := t.write(ctx, t.mount+"/"+r.op+"/"+r.key, body)
+	if err != nil {
+		return "", err
+	}
+	out, ok := data[outField].(string)
+	if !ok || out == "" {
+		return "", fmt.Errorf("Vault's answer has no %s", outField)
+	}
+	return out, nil
+}
+
+// write sends one write to Vault.
 func (t *Transit) write(ctx context.Context, path string, body map[string]any) (map[string]any, error) {
 	var data map[string]any
-	err := t.s.Do(ctx, func(ctx context.Context) error {
+	err := t.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, t.timeout)
 		defer cancel()
 		sec, err := t.s.client.Logical().WriteWithContext(ctx, path, body)
@@ -60,70 +140,25 @@ func (t *Transit) write(ctx context.Context, path string, body map[string]any) (
 	return data, err
 }
 
-// Encrypt encrypts plaintext with the given version of key.
-func (t *Transit) Encrypt(ctx context.Context, key string, version int, plaintext []byte) (string, error) {
-	return encrypt(ctx, t.one, key, version, plaintext)
-}
-
-// Decrypt decrypts a transit ciphertext ("vault:vN:...") with key.
-func (t *Transit) Decrypt(ctx context.Context, key string, ciphertext string) ([]byte, error) {
-	return decrypt(ctx, t.one, key, ciphertext)
-}
-
-// sender sends one encrypt or decrypt, alone or in a batch.
-type sender func(ctx context.Context, op, key string, version int, in string) (string, error)
-
-func encrypt(ctx context.Context, send sender, key string, version int, plaintext []byte) (string, error) {
-	ct, err := send(ctx, "encrypt", key, version, base64.StdEncoding.EncodeToString(plaintext))
-	if err != nil {
-		return "", fmt.Errorf("encrypt with key %q version %d: %w", key, version, err)
+// do runs fn, and when Vault refuses the token and a new login can help,
+// has the session log in again (once, shared with concurrent callers) and
+// runs fn one more time.
+func (t *Transit) do(ctx context.Context, fn func(context.Context) error) error {
+	logins := t.s.logins.Load()
+	err := fn(ctx)
+	if KindOf(err) != Denied || !t.s.login.CanLoginAgain() {
+		return err
 	}
-	return ct, nil
-}
-
-func decrypt(ctx context.Context, send sender, key, ciphertext string) ([]byte, error) {
-	pt, err := send(ctx, "decrypt", key, 0, ciphertext)
-	if err != nil {
-		return nil, fmt.Errorf("decrypt with key %q: %w", key, err)
+	if rerr := t.s.relogin(ctx, logins); rerr != nil {
+		return fmt.Errorf("%w (login again: %v)", err, rerr)
 	}
-	b, err := base64.StdEncoding.DecodeString(pt)
-	if err != nil {
-		return nil, fmt.Errorf("decrypt with key %q: Vault's plaintext is not base64", key)
-	}
-	return b, nil
-}
-
-// fields names the input and output of a transit operation.
-func fields(op string) (in, out string) {
-	if op == "decrypt" {
-		return "ciphertext", "plaintext"
-	}
-	return "plaintext", "ciphertext"
-}
-
-// one sends a single encrypt or decrypt: in is base64 plaintext or a
-// ciphertext, and so is the answer.
-func (t *Transit) one(ctx context.Context, op, key string, version int, in string) (string, error) {
-	inField, outField := fields(op)
-	body := map[string]any{inField: in}
-	if version > 0 {
-		body["key_version"] = version
-	}
-	data, err := t.write(ctx, t.mount+"/"+op+"/"+key, body)
-	if err != nil {
-		return "", err
-	}
-	out, ok := data[outField].(string)
-	if !ok || out == "" {
-		return "", fmt.Errorf("Vault's answer has no %s", outField)
-	}
-	return out, nil
+	return fn(ctx)
 }
 
 // ReadKey reads key's metadata.
 func (t *Transit) ReadKey(ctx context.Context, key string) (*Key, error) {
 	var data map[string]any
-	err := t.s.Do(ctx, func(ctx context.Context) error {
+	err := t.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, t.timeout)
 		defer cancel()
 		sec, err := t.s.client.Logical().ReadWithContext(ctx, t.mount+"/keys/"+key)
@@ -146,9 +181,6 @@ func (t *Transit) ReadKey(ctx context.Context, key string) (*Key, error) {
 	return k, nil
 }
 
-// ErrKeyNotFound means the transit key does not exist.
-var ErrKeyNotFound = errors.New("transit key not found")
-
 func parseKey(name string, d map[string]any) (*Key, error) {
 	k := &Key{Name: name}
 	k.Type, _ = d["type"].(string)
@@ -160,7 +192,6 @@ func parseKey(name string, d map[string]any) (*Key, error) {
 		return nil, fmt.Errorf("Vault's answer has no valid latest_version")
 	}
 	k.MinDecryptionVersion, _ = toInt(d["min_decryption_version"])
-	k.MinEncryptionVersion, _ = toInt(d["min_encryption_version"])
 	versions, ok := d["keys"].(map[string]any)
 	if !ok {
 		return nil, fmt.Errorf("Vault's answer has no key versions")

@@ -1,4 +1,4 @@
-package kms_test
+package server_test
 
 import (
 	"bufio"
@@ -42,18 +42,14 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sess := vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 2*time.Second, log, nil)
-	transit := vault.NewTransit(sess, "transit", 2*time.Second)
-	var backend kms.Backend = transit
-	if groupCommit {
-		backend = vault.NewBatcher(transit, 512)
-	}
-	svc := kms.New(backend, keys, time.Hour, log)
+	transit := vault.NewTransit(sess, "transit", 2*time.Second, groupCommit)
+	svc := kms.New(transit, keys, time.Hour, log)
 	sock := filepath.Join(t.TempDir(), "kms.sock")
 	l, err := server.Listen(sock, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.New(svc, kms.NewV1(svc, "test"), kms.ErrorCodes())
+	gs := server.New(svc, "test", log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { sess.Run(ctx) }()

@@ -1,4 +1,4 @@
-package kms_test
+package server_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 // BenchmarkEncryptParallel profiles the plugin's whole request path in one
 // process (gRPC over a real socket, service, transit client) against a real
-// Vault: go test -bench Encrypt -cpuprofile cpu.out ./src/internal/kms.
+// Vault: go test -bench Encrypt -cpuprofile cpu.out ./src/internal/server.
 // The side-by-side figures come from make bench; this is for profiles.
 func BenchmarkEncryptParallel(b *testing.B) {
 	v := testvault.Start(b, testvault.Options{})

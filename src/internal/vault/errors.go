@@ -1,0 +1,140 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+
+	"github.com/hashicorp/vault/api"
+)
+
+// Kind says what went wrong with a Vault call, in terms a caller can act
+// on. KindOf is the one place that reads Vault's answers for it: the gRPC
+// codes the apiserver sees and the outcome labels of the metrics both start
+// from a Kind, so the two cannot tell different stories about one failure.
+type Kind uint8
+
+const (
+	// OK is the kind of a nil error.
+	OK Kind = iota
+	// Unavailable: Vault did not answer, or answered that it cannot serve
+	// now (sealed, standby, overloaded: 5xx). Retrying later can work.
+	Unavailable
+	// LimitExceeded: a rate-limit quota refused the request (429). Like
+	// Unavailable, retrying later can work.
+	LimitExceeded
+	// DeadlineExceeded: the call ran out of time.
+	DeadlineExceeded
+	// Canceled: the caller gave up.
+	Canceled
+	// Denied: Vault refused the token (403): a policy lacks a capability,
+	// or the token was revoked.
+	Denied
+	// InvalidInput: Vault refused what was sent (400), or one item of a
+	// batch, such as a ciphertext that does not decrypt under the key.
+	InvalidInput
+	// NotFound: the key, or the path to it, does not exist.
+	NotFound
+	// Unexpected: Vault answered with a status the plugin has no use for.
+	Unexpected
+	// Internal: not a failure Vault reported, such as an answer the plugin
+	// cannot read.
+	Internal
+)
+
+// String is the kind's metrics label. Labels that existed before kinds did
+// keep their values, which are those of the gRPC codes the kinds map to.
+func (k Kind) String() string {
+	switch k {
+	case OK:
+		return "ok"
+	case Unavailable:
+		return "unavailable"
+	case LimitExceeded:
+		return "limit_exceeded"
+	case DeadlineExceeded:
+		return "deadline_exceeded"
+	case Canceled:
+		return "canceled"
+	case Denied:
+		return "permission_denied"
+	case InvalidInput:
+		return "invalid_argument"
+	case NotFound:
+		return "not_found"
+	case Unexpected:
+		return "unknown"
+	}
+	return "internal"
+}
+
+// ErrKeyNotFound means the transit key does not exist.
+var ErrKeyNotFound = errors.New("transit key not found")
+
+// ItemError is Vault's verdict on one item of a batch, such as a ciphertext
+// that does not decrypt.
+type ItemError struct{ Msg string }
+
+func (e *ItemError) Error() string { return e.Msg }
+
+// KindOf classifies an error returned by this package, or by vault/api
+// underneath it (a login's, for instance).
+func KindOf(err error) Kind {
+	var re *api.ResponseError
+	var ne net.Error
+	var ue *url.Error
+	switch {
+	case err == nil:
+		return OK
+	// Time running out is what matters, whatever else the error says.
+	case errors.Is(err, context.DeadlineExceeded):
+		return DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		return Canceled
+	case errors.Is(err, ErrKeyNotFound):
+		return NotFound
+	case errors.As(err, new(*ItemError)):
+		return InvalidInput
+	case errors.As(err, &re):
+		return statusKind(re.StatusCode)
+	case errors.As(err, &ne), errors.As(err, &ue):
+		return Unavailable
+	}
+	return Internal
+}
+
+// KindOfResponse classifies one HTTP exchange with Vault as a
+// RoundTripper wrapped around the client's transport sees it.
+func KindOfResponse(res *http.Response, err error) Kind {
+	if err != nil {
+		// An error here means no answer came; the client hands it to its
+		// caller inside a url.Error, so classify it the way KindOf will.
+		return KindOf(&url.Error{Op: "round trip", Err: err})
+	}
+	return statusKind(res.StatusCode)
+}
+
+func statusKind(status int) Kind {
+	switch {
+	case status < 300:
+		return OK
+	case status == http.StatusForbidden:
+		return Denied
+	case status == http.StatusBadRequest:
+		return InvalidInput
+	case status == http.StatusNotFound:
+		// Not InvalidInput: a 404 says the mount or the key is missing,
+		// not that the DEK or ciphertext the apiserver sent is wrong. The
+		// same request succeeds once an operator creates the key or mounts
+		// transit at VAULT_KMS_TRANSIT_PATH, so it is a missing
+		// precondition, reported like a transit key that does not exist.
+		return NotFound
+	case status == http.StatusTooManyRequests:
+		return LimitExceeded
+	case status >= 500:
+		return Unavailable
+	}
+	return Unexpected
+}
