@@ -8,7 +8,7 @@ PKG      := github.com/vault-kms-plugin/vault-kms-plugin
 LDFLAGS  := -s -w -X $(PKG)/src/internal/version.Version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: help build build-all image image-push image-oci testbed test test-unit test-apiserver-code e2e e2e-node demo bench lint clean
+.PHONY: help build build-all image image-push image-oci testbed test e2e e2e-node demo bench clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
