@@ -238,28 +238,7 @@ func (b *bed) stopAPIServer(t testing.TB) time.Duration {
 
 func (b *bed) writeKubeconfig(t testing.TB) {
 	t.Helper()
-	b.kubeconfig = filepath.Join(b.dir, "kubeconfig")
-	kc := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: https://127.0.0.1:%d
-    certificate-authority: %s
-users:
-- name: e2e-admin
-  user:
-    token: %s
-contexts:
-- name: e2e
-  context:
-    cluster: e2e
-    user: e2e-admin
-current-context: e2e
-`, b.apiserverPort, b.pki.caFile, b.pki.adminToken)
-	if err := os.WriteFile(b.kubeconfig, []byte(kc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	b.kubeconfig = writeFile(t, filepath.Join(b.dir, "kubeconfig"), b.kubeconfigFor("e2e-admin", "token: "+b.pki.adminToken))
 	cfg, err := clientcmd.BuildConfigFromFlags("", b.kubeconfig)
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +254,30 @@ current-context: e2e
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 	}
+}
+
+// kubeconfigFor is a kubeconfig for the bed's apiserver, user name
+// authenticating with auth (the YAML of the user's credentials, e.g.
+// "token: ..." or client-certificate and client-key lines).
+func (b *bed) kubeconfigFor(name, auth string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: https://127.0.0.1:%d
+    certificate-authority: %s
+users:
+- name: %s
+  user:
+    %s
+contexts:
+- name: e2e
+  context:
+    cluster: e2e
+    user: %s
+current-context: e2e
+`, b.apiserverPort, b.pki.caFile, name, strings.ReplaceAll(auth, "\n", "\n    "), name)
 }
 
 // apiGet GETs a path of the apiserver as the admin.

@@ -17,16 +17,16 @@ import (
 // runc, the kubelet, CNI and the chart's hostPath write to on this machine,
 // whatever their configuration says.
 var hostPaths = []string{
-	"/run/containerd",            // containerd's shim sockets (/run/containerd/s)
-	"/run/netns",                 // the pods' network namespaces
-	"/var/lib/cni",               // libcni's result cache
-	"/var/lib/kubelet",           // device-plugins/kubelet.sock
-	"/var/log/containers",        // the kubelet's log symlinks
-	"/var/log/pods",              // in case podLogsDir is ignored
-	"/var/run/kmsplugin",         // the chart's default socket directory
-	"/etc/kubernetes/manifests",  // never used: would mean a default path leaked in
-	"/opt/containerd",            // containerd's opt plugin default
-	"/var/lib/containerd",        // containerd's default root
+	"/run/containerd",           // containerd's shim sockets (/run/containerd/s)
+	"/run/netns",                // the pods' network namespaces
+	"/var/lib/cni",              // libcni's result cache
+	"/var/lib/kubelet",          // device-plugins/kubelet.sock
+	"/var/log/containers",       // the kubelet's log symlinks
+	"/var/log/pods",             // in case podLogsDir is ignored
+	"/var/run/kmsplugin",        // the chart's default socket directory
+	"/etc/kubernetes/manifests", // never used: would mean a default path leaked in
+	"/opt/containerd",           // containerd's opt plugin default
+	"/var/lib/containerd",       // containerd's default root
 }
 
 // hostState is what the host looked like before the node started: which

@@ -69,25 +69,8 @@ func (b *bed) apiserverNodeFlags(t testing.TB) []string {
 func (b *bed) certKubeconfig(t testing.TB, name, cn string, orgs ...string) string {
 	t.Helper()
 	cert, key := b.pki.clientCert(t, name, cn, orgs...)
-	return writeFile(t, filepath.Join(b.dir, name+".kubeconfig"), fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: e2e
-  cluster:
-    server: https://127.0.0.1:%d
-    certificate-authority: %s
-users:
-- name: %s
-  user:
-    client-certificate: %s
-    client-key: %s
-contexts:
-- name: e2e
-  context:
-    cluster: e2e
-    user: %s
-current-context: e2e
-`, b.apiserverPort, b.pki.caFile, cn, cert, key, cn))
+	return writeFile(t, filepath.Join(b.dir, name+".kubeconfig"),
+		b.kubeconfigFor(cn, "client-certificate: "+cert+"\nclient-key: "+key))
 }
 
 // newNode prepares the node's directories and records the host's state, so
