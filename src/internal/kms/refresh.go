@@ -75,10 +75,15 @@ func (s *Service) fly(ctx context.Context, f *flight) {
 	close(f.done)
 }
 
-// maxRetry caps the backoff below the refresh interval, so that trouble
-// never makes the plugin look at Vault less often than health does.
+// retryCeiling is the longest wait between retries: the apiserver asks an
+// unhealthy plugin's Status every 10 s, and a read that often costs Vault
+// nothing worth saving.
+const retryCeiling = 10 * time.Second
+
+// maxRetry caps the backoff below the refresh interval too, so that trouble
+// never makes the plugin look at Vault less often than when all is well.
 func maxRetry(refresh time.Duration) time.Duration {
-	return max(refresh/2, time.Millisecond)
+	return max(min(refresh/2, retryCeiling), time.Millisecond)
 }
 
 // backoff doubles from firstRetry up to max, each wait jittered into its

@@ -63,8 +63,8 @@ func TestBackoffStaysBelowTheRefreshInterval(t *testing.T) {
 			}
 			last = d
 		}
-		if refresh >= time.Minute && last < refresh/4 {
-			t.Errorf("refresh %s: wait still %s after 30 retries; want it to grow towards %s", refresh, last, maxRetry(refresh))
+		if ceiling := maxRetry(refresh); last < ceiling/2 || last > retryCeiling {
+			t.Errorf("refresh %s: wait %s after 30 retries; want it between %s and %s", refresh, last, ceiling/2, ceiling)
 		}
 		b.reset()
 		if d := b.next(); d > firstRetry {
