@@ -51,14 +51,7 @@ func TestStatusGraceDuringVaultTrouble(t *testing.T) {
 				opts = append(opts, WithTokenExpiry(tc.expiry))
 			}
 			s := New(f, []string{"kube"}, 20*time.Second, quiet, opts...)
-			s.now = clk.now
-			if err := s.Refresh(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			before, err := s.Status(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			before := verifyOn(t, s, clk)
 			tc.break_(f)
 			clk.t = clk.t.Add(tc.after)
 			_ = s.Refresh(context.Background())
@@ -106,6 +99,21 @@ func TestBadKeyWithdrawsTheGrace(t *testing.T) {
 			t.Fatalf("%s: Status succeeds", step.name)
 		}
 	}
+}
+
+// verifyOn puts s on clk, reads its key and returns the Status that
+// vouches for it.
+func verifyOn(t *testing.T, s *Service, clk *clock) *StatusResponse {
+	t.Helper()
+	s.now = clk.now
+	if err := s.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func down(f *fakeBackend) { f.readErr = errVaultDown }

@@ -53,14 +53,7 @@ func TestStatusGraceOnVault(t *testing.T) {
 			v.EnableTransit("transit", "kube")
 			clk := &clock{t: time.Now()}
 			s := onVault(t, v, time.Hour, WithStatusGrace(tc.grace))
-			s.now = clk.now
-			if err := s.Refresh(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			before, err := s.Status(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
+			before := verifyOn(t, s, clk)
 
 			tc.break_(t, v)
 			if err := s.Refresh(context.Background()); err == nil {
