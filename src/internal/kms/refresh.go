@@ -25,9 +25,11 @@ type flight struct {
 func (s *Service) Run(ctx context.Context) {
 	retry := backoff{max: maxRetry(s.refresh)}
 	for {
-		wait := s.refresh
+		wait, poke := s.refresh, s.poke
 		if err := s.Refresh(ctx); err != nil {
-			wait = retry.next()
+			// A failed Encrypt pokes; during an outage every Encrypt fails,
+			// and a poke must not cut the backoff short.
+			wait, poke = retry.next(), nil
 		} else {
 			retry.reset()
 		}
@@ -37,7 +39,7 @@ func (s *Service) Run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
-		case <-s.poke:
+		case <-poke:
 			t.Stop()
 		}
 	}
