@@ -32,6 +32,7 @@ func TestStatusGraceDuringVaultTrouble(t *testing.T) {
 		{name: "unreachable at the end of grace", grace: grace, break_: down, after: grace},
 		{name: "unreachable beyond grace", grace: grace, break_: down, after: grace + time.Second, wantErr: "longer than VAULT_KMS_STATUS_GRACE=2m0s"},
 		{name: "grace 0 fails closed", grace: 0, break_: down, after: time.Second, wantErr: "connection refused"},
+		{name: "grace 0 fails closed at once", grace: 0, break_: down, after: 0, wantErr: "connection refused"},
 		{name: "sealed or 5xx", grace: grace, break_: readFails(&api.ResponseError{StatusCode: 503, Errors: []string{"Vault is sealed"}}), after: time.Minute},
 		{name: "rate limited", grace: grace, break_: readFails(&api.ResponseError{StatusCode: 429}), after: time.Minute},
 		{name: "timed out", grace: grace, break_: readFails(fmt.Errorf("read key: %w", context.DeadlineExceeded)), after: time.Minute},

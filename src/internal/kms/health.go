@@ -36,7 +36,7 @@ func (s *Service) Health() error {
 		return err
 	}
 	verified := s.verified.Load()
-	if verified == nil {
+	if verified == nil || s.grace == 0 {
 		return err
 	}
 	if since := s.now().Sub(*verified); since > s.grace {
