@@ -12,8 +12,8 @@ import (
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
-// onVault returns a service on the real transit of v, its key read once,
-// and its session running until the test ends.
+// onVault returns a service on the real transit of v, healthy, with its
+// session running until the test ends.
 func onVault(t *testing.T, v *testvault.Server, refresh time.Duration, opts ...Option) *Service {
 	t.Helper()
 	t.Setenv("VAULT_ADDR", v.Addr)
@@ -29,7 +29,8 @@ func onVault(t *testing.T, v *testvault.Server, refresh time.Duration, opts ...O
 	go func() { sess.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	s := New(vault.NewTransit(sess, "transit", 2*time.Second, false), []string{"kube"}, refresh, log, opts...)
-	waitFor(t, "the first key read", func() bool { return s.Refresh(context.Background()) == nil })
+	// Status answers once the session's first login is done too.
+	waitFor(t, "the first key read and login", func() bool { return s.Refresh(context.Background()) == nil && s.Health() == nil })
 	return s
 }
 
