@@ -120,3 +120,27 @@ func TestFirstEncryptsShareOneRead(t *testing.T) {
 		t.Fatalf("%d concurrent first encrypts made %d key reads; want 1", callers, n)
 	}
 }
+
+// During an outage every Encrypt fails and pokes the refresh loop; the
+// loop must leave the poke for later and keep to its backoff, or it would
+// read the key once per Encrypt.
+func TestPokesWaitOutTheBackoff(t *testing.T) {
+	f := newFake("kube")
+	s := newService(t, f, "kube") // one good read: Encrypt goes to Vault
+	f.readErr = errVaultDown
+	f.cryptErr = errVaultDown
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor(t, "a failed read", func() bool { return f.reads() >= 2 })
+	if _, err := s.Encrypt(context.Background(), "", []byte("dek")); err == nil {
+		t.Fatal("encrypt succeeds with Vault down")
+	}
+	// The backoff's own retry comes; the poke is still waiting after it.
+	waitFor(t, "the retry after the backoff", func() bool { return f.reads() >= 3 })
+	if len(s.poke) != 1 {
+		t.Fatal("the refresh loop took a failed Encrypt's poke while backing off")
+	}
+}
