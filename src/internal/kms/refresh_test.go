@@ -19,16 +19,21 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// runInBackground runs s's refresh loop until the test ends.
+func runInBackground(t *testing.T, s *Service) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 // With an hour between refreshes, only the retry after a failed one can
 // bring Status back.
 func TestRunRetriesAFailedRefresh(t *testing.T) {
 	f := newFake("kube")
 	f.readErr = errVaultDown
 	s := New(f, []string{"kube"}, time.Hour, quiet)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runInBackground(t, s)
 
 	waitFor(t, "the first read", func() bool { return f.reads() >= 1 })
 	if _, err := s.Status(context.Background()); err == nil {
@@ -129,10 +134,7 @@ func TestPokesWaitOutTheBackoff(t *testing.T) {
 	s := newService(t, f, "kube") // one good read: Encrypt goes to Vault
 	f.readErr = errVaultDown
 	f.cryptErr = errVaultDown
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runInBackground(t, s)
 
 	waitFor(t, "a failed read", func() bool { return f.reads() >= 2 })
 	if _, err := s.Encrypt(context.Background(), "", []byte("dek")); err == nil {

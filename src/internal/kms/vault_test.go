@@ -87,10 +87,7 @@ func TestRunRecoversSoonAfterVaultDoes(t *testing.T) {
 	s := onVault(t, v, time.Hour)
 	v.Stop()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { s.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	runInBackground(t, s)
 	waitFor(t, "Status to fail with Vault stopped", func() bool {
 		_, err := s.Status(context.Background())
 		return err != nil
