@@ -28,7 +28,7 @@ resources:
 
 func runDoctorWith(t *testing.T, env map[string]string, encCfg string) (int, string) {
 	t.Helper()
-	for _, k := range []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_KMS_KEY_NAMES", "VAULT_KMS_LISTEN", "VAULT_KMS_AUTH_METHOD"} {
+	for _, k := range []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_KMS_KEY_NAMES", "VAULT_KMS_LISTEN", "VAULT_KMS_AUTH_METHOD", "VAULT_KMS_STATUS_GRACE"} {
 		t.Setenv(k, "") // restored after the test
 		os.Unsetenv(k)
 	}
@@ -44,6 +44,12 @@ func runDoctorWith(t *testing.T, env map[string]string, encCfg string) (int, str
 	var out bytes.Buffer
 	code := run(args, &out, &out)
 	return code, out.String()
+}
+
+// with returns env with k set to v.
+func with(env map[string]string, k, v string) map[string]string {
+	env[k] = v
+	return env
 }
 
 func TestDoctor(t *testing.T) {
@@ -72,6 +78,10 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 	}{
 		{"correct setup", env("good", "kube"), goodEncryptionConfig, 0,
 			[]string{"PASS  vault reachable", "PASS  auth", "PASS  policy kube", "PASS  key kube", "PASS  round trip", "PASS  encryption config secrets"}},
+		{"no status grace", with(env("good", "kube"), "VAULT_KMS_STATUS_GRACE", "0"), "", 0,
+			[]string{"WARN  status grace", "VAULT_KMS_STATUS_GRACE=0", "fix: set VAULT_KMS_STATUS_GRACE", "/readyz?exclude=kms-providers or /livez", "PASS  round trip"}},
+		{"default status grace", env("good", "kube"), "", 0,
+			[]string{"PASS  status grace", "for 2m0s while Vault is unreachable", "/readyz?exclude=kms-providers or /livez"}},
 		{"wrong address", map[string]string{"VAULT_ADDR": fmt.Sprintf("http://127.0.0.1:%d", testvault.FreePort(t)), "VAULT_TOKEN": "x", "VAULT_KMS_KEY_NAMES": "kube"}, "", 1,
 			[]string{"FAIL  vault reachable", "connection refused", "fix: check VAULT_ADDR"}},
 		{"missing key", env("missing", "nosuchkey"), "", 1,

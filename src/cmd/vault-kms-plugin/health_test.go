@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -85,38 +88,122 @@ next:
 }
 
 // startWithHealth starts the plugin against v with its health server on a
-// free port and a 1 s key refresh, and waits until it answers; it returns
-// the socket and the health server's base URL.
-func startWithHealth(t *testing.T, v *testvault.Server) (sock, base string) {
+// free port, a 1 s key refresh and the extra settings, and waits until it
+// answers; it returns the socket and the health server's base URL.
+func startWithHealth(t *testing.T, v *testvault.Server, extra map[string]string) (sock, base string) {
 	t.Helper()
 	sock = filepath.Join(t.TempDir(), "kms.sock")
 	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(t))
-	startPlugin(t, pluginEnv(v, sock, map[string]string{"VAULT_KMS_HEALTH_ADDR": addr, "VAULT_KMS_KEY_REFRESH_INTERVAL": "1s"}))
+	env := map[string]string{"VAULT_KMS_HEALTH_ADDR": addr, "VAULT_KMS_KEY_REFRESH_INTERVAL": "1s"}
+	maps.Copy(env, extra)
+	startPlugin(t, pluginEnv(v, sock, env))
 	waitHealthy(t, sock)
 	return sock, "http://" + addr
 }
 
+// With Vault stopped, /livez stays up (a restart cannot fix Vault), and
+// /readyz follows Status: down at once without a grace, up within one.
 func TestLivenessIsNotReadiness(t *testing.T) {
-	v := testvault.Start(t, testvault.Options{Persistent: true})
-	v.EnableTransit("transit", "kube")
-	_, base := startWithHealth(t, v)
-	waitStatus(t, base+"/livez", 200, 5*time.Second)
-	waitStatus(t, base+"/readyz", 200, 5*time.Second)
+	for _, tc := range []struct {
+		grace     string
+		wantReady int // /readyz once the plugin has failed to read the key
+	}{
+		{"0", 503},
+		{"1h", 200},
+	} {
+		t.Run("grace "+tc.grace, func(t *testing.T) {
+			v := testvault.Start(t, testvault.Options{Persistent: true})
+			v.EnableTransit("transit", "kube")
+			sock, base := startWithHealth(t, v, map[string]string{"VAULT_KMS_STATUS_GRACE": tc.grace})
+			waitStatus(t, base+"/livez", 200, 5*time.Second)
+			waitStatus(t, base+"/readyz", 200, 5*time.Second)
+			keyID := status(t, sock).KeyId
 
-	v.Stop()
-	// Within one refresh interval (1s) plus a Vault timeout, readiness drops.
-	waitStatus(t, base+"/readyz", 503, 4*time.Second)
-	if code, body := get(t, base+"/livez"); code != 200 {
-		t.Fatalf("/livez with Vault down: %d %s", code, body)
+			v.Stop()
+			failedReads := func() float64 {
+				return value(scrape(t, base), "vault_kms_plugin_vault_requests_total", map[string]string{"operation": "read_key", "outcome": "unavailable"})
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for failedReads() < 1 {
+				if time.Now().After(deadline) {
+					t.Fatal("the plugin did not try to read the key with Vault down")
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			waitStatus(t, base+"/readyz", tc.wantReady, 5*time.Second)
+			if tc.wantReady == 200 {
+				if got := status(t, sock).KeyId; got != keyID {
+					t.Fatalf("Status within the grace reports key_id %q; want the verified %q", got, keyID)
+				}
+			}
+			if code, body := get(t, base+"/livez"); code != 200 {
+				t.Fatalf("/livez with Vault down: %d %s", code, body)
+			}
+			v.Start()
+			waitStatus(t, base+"/readyz", 200, 10*time.Second)
+		})
 	}
-	v.Start()
-	waitStatus(t, base+"/readyz", 200, 10*time.Second)
+}
+
+// /livez dials the socket's path for every probe, so it fails once the
+// path no longer leads to this plugin.
+func TestLivezFollowsTheSocketPath(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	for _, tc := range []struct {
+		name   string
+		break_ func(t *testing.T, sock string)
+	}{
+		{"unlinked", func(t *testing.T, sock string) {
+			if err := os.Remove(sock); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"replaced by another listener", func(t *testing.T, sock string) {
+			if err := os.Remove(sock); err != nil {
+				t.Fatal(err)
+			}
+			l, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			// Accept and hang up, as something that is not a KMS plugin would.
+			go func() {
+				for {
+					c, err := l.Accept()
+					if err != nil {
+						return
+					}
+					c.Close()
+				}
+			}()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock, base := startWithHealth(t, v, nil)
+			waitStatus(t, base+"/livez", 200, 5*time.Second)
+			tc.break_(t, sock)
+			if code, body := get(t, base+"/livez"); code != 503 {
+				t.Fatalf("/livez after the socket was %s: %d %q; want 503", tc.name, code, body)
+			}
+		})
+	}
+}
+
+func status(t *testing.T, sock string) *kmsapi.StatusResponse {
+	t.Helper()
+	st, err := dial(t, sock).Status(context.Background(), &kmsapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 func TestMetricsMoveWithCalls(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "kube")
-	sock, base := startWithHealth(t, v)
+	sock, base := startWithHealth(t, v, nil)
 	c := dial(t, sock)
 
 	encOK := map[string]string{"api": "v2", "method": "Encrypt", "code": "OK"}

@@ -10,6 +10,8 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/config"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/health"
@@ -44,10 +46,15 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if insecure, _ := strconv.ParseBool(os.Getenv("VAULT_SKIP_VERIFY")); insecure {
 		log.Warn("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the path can read every DEK. Set VAULT_CACERT instead.")
 	}
-	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, m)
+	token := &tokenExpiry{Observer: m}
+	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, token)
 	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout, cfg.GroupCommit)
 
-	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log)
+	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log,
+		kms.WithStatusGrace(cfg.StatusGrace), kms.WithTokenExpiry(token.At))
+	if cfg.StatusGrace == 0 {
+		log.Warn("VAULT_KMS_STATUS_GRACE=0: Status fails as soon as Vault does not answer, and with it every apiserver's /readyz; a load balancer must check /readyz?exclude=kms-providers or /livez")
+	}
 	m.WatchKey(svc.KeyVersion)
 
 	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode())
@@ -93,6 +100,28 @@ func serveHealth(ctx context.Context, wg *sync.WaitGroup, cfg *config.Config, sv
 	})
 	log.Info("serving /livez, /readyz and /metrics", "addr", "http://"+cfg.HealthAddr)
 	return nil
+}
+
+// tokenExpiry passes the session's token events on to the metrics and
+// keeps the expiry, so that the core can tell a token that lives through an
+// outage from a dead one.
+type tokenExpiry struct {
+	vault.Observer
+	at atomic.Pointer[time.Time]
+}
+
+func (t *tokenExpiry) TokenExpiry(at time.Time) {
+	t.at.Store(&at)
+	t.Observer.TokenExpiry(at)
+}
+
+// At is the token's expiry; zero before a login and for tokens that never
+// expire.
+func (t *tokenExpiry) At() time.Time {
+	if p := t.at.Load(); p != nil {
+		return *p
+	}
+	return time.Time{}
 }
 
 func loginFor(cfg *config.Config, envToken string) vault.Login {

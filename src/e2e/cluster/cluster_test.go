@@ -31,6 +31,9 @@ const (
 	roleSANS   = "kube-system"
 	readmeAud  = "vault" // the README's role audience and the chart's default auth.audience
 	refreshEnv = "2s"    // VAULT_KMS_KEY_REFRESH_INTERVAL, through the values' extraEnv
+	// graceEnv is VAULT_KMS_STATUS_GRACE, through the values' extraEnv: short,
+	// so that the outage stage sees the grace end well inside its bounds.
+	graceEnv = "10s"
 )
 
 // apiAudience is the apiserver's own audience (its --service-account-issuer,
@@ -53,6 +56,8 @@ auth:
 extraEnv:
   - name: VAULT_KMS_KEY_REFRESH_INTERVAL
     value: ` + refreshEnv + `
+  - name: VAULT_KMS_STATUS_GRACE
+    value: ` + graceEnv + `
 `
 
 // apiserverStatusInterval is how often a healthy kube-apiserver calls the
@@ -159,6 +164,7 @@ func TestCluster(t *testing.T) {
 			// The projected token, where the projected volume puts it.
 			"VAULT_KMS_SA_TOKEN_FILE":        b.pod.tokenFile,
 			"VAULT_KMS_KEY_REFRESH_INTERVAL": refreshEnv,
+			"VAULT_KMS_STATUS_GRACE":         graceEnv,
 		}
 		for k, v := range want {
 			if b.pod.env[k] != v {
@@ -444,9 +450,10 @@ func TestCluster(t *testing.T) {
 		t.Logf("apiserver /readyz reports the KMS provider unhealthy %s after Vault stopped", time.Since(stopped).Round(time.Second))
 		b.checkSecretsRead(t)
 
-		// The plugin's Status fails while Vault is down (an answer with the
-		// old key_id would make the apiserver extend its data key's write
-		// lifetime forever: k8s.io/apiserver's rotateDEKOnKeyIDChange).
+		// Once the grace has passed, the plugin's Status fails while Vault
+		// is down (an answer with the old key_id would make the apiserver
+		// extend its data key's write lifetime forever: k8s.io/apiserver's
+		// rotateDEKOnKeyIDChange).
 		// Writes go on with the data key the apiserver holds until 3 minutes
 		// past the last healthy Status, then fail.
 		out, _ := b.probe(t, "v2")

@@ -47,6 +47,7 @@ type Config struct {
 
 	VaultTimeout       time.Duration `envconfig:"VAULT_TIMEOUT" default:"2s" desc:"timeout of each Vault request; keep it below the apiserver's KMS timeout (3s by default)"`
 	KeyRefreshInterval time.Duration `envconfig:"KEY_REFRESH_INTERVAL" default:"20s" desc:"how often the key's latest version is read from Vault; a rotation is picked up within this time"`
+	StatusGrace        time.Duration `envconfig:"STATUS_GRACE" default:"2m" desc:"how long Status keeps reporting the last verified key_id while Vault is unreachable, counted from the last good key read; the apiserver writes with its cached DEK meanwhile (and for up to 3m after Status fails), so a key deleted during the outage costs that much data; 0 fails Status at once, making every apiserver unready together on a short Vault outage"`
 	ShutdownTimeout    time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"how long SIGTERM waits for in-flight calls before closing"`
 
 	HealthAddr  string `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8787" desc:"host:port of /livez, /readyz and /metrics; empty turns the HTTP server off"`
@@ -190,6 +191,10 @@ func (c *Config) validate(getenv func(string) string) error {
 		if d <= 0 {
 			bad("%s_%s=%s must be positive", Prefix, name, d)
 		}
+	}
+
+	if c.StatusGrace < 0 {
+		bad("%s_STATUS_GRACE=%s must not be negative: use 0 to fail Status as soon as Vault is unreachable, or a duration like 2m", Prefix, c.StatusGrace)
 	}
 
 	switch strings.ToLower(c.LogLevel) {

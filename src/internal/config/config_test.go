@@ -100,6 +100,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad mode", map[string]string{"VAULT_KMS_SOCKET_MODE": "rw"}, "VAULT_KMS_SOCKET_MODE"},
 		{"bad duration", map[string]string{"VAULT_KMS_VAULT_TIMEOUT": "2"}, "VAULT_KMS_VAULT_TIMEOUT=\"2\" is not valid: write a duration"},
 		{"negative duration", map[string]string{"VAULT_KMS_KEY_REFRESH_INTERVAL": "-1s"}, "VAULT_KMS_KEY_REFRESH_INTERVAL=-1s must be positive"},
+		{"negative grace", map[string]string{"VAULT_KMS_STATUS_GRACE": "-30s"}, "VAULT_KMS_STATUS_GRACE=-30s must not be negative: use 0 to fail Status"},
+		{"bad grace", map[string]string{"VAULT_KMS_STATUS_GRACE": "2 minutes"}, "VAULT_KMS_STATUS_GRACE=\"2 minutes\" is not valid: write a duration"},
 		{"bad bool", map[string]string{"VAULT_KMS_GROUP_COMMIT": "yes please"}, "VAULT_KMS_GROUP_COMMIT"},
 		{"bad method", map[string]string{"VAULT_KMS_AUTH_METHOD": "ldap"}, `VAULT_KMS_AUTH_METHOD="ldap" is not supported`},
 		{"no token", map[string]string{"VAULT_TOKEN": "-"}, "needs a token"},
@@ -118,6 +120,27 @@ func TestLoadErrors(t *testing.T) {
 				t.Fatalf("error %v; want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestStatusGrace(t *testing.T) {
+	for _, tc := range []struct {
+		set  string // "": unset
+		want time.Duration
+	}{
+		{"", 2 * time.Minute},
+		{"0", 0},
+		{"45s", 45 * time.Second},
+	} {
+		env := map[string]string{}
+		if tc.set != "" {
+			env["VAULT_KMS_STATUS_GRACE"] = tc.set
+		}
+		setEnv(t, base(env))
+		c, err := Load()
+		if err != nil || c.StatusGrace != tc.want {
+			t.Errorf("VAULT_KMS_STATUS_GRACE=%q: %v, %v; want %v", tc.set, c.StatusGrace, err, tc.want)
+		}
 	}
 }
 

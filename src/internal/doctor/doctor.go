@@ -52,6 +52,7 @@ func (d *Doctor) add(check string, v Verdict, detail, fix string) {
 // reachable Vault there is no login to check, and so on.
 func (d *Doctor) Run(ctx context.Context) []Result {
 	d.results = nil
+	d.checkStatusGrace()
 	if d.EncryptionConfig != "" {
 		d.checkEncryptionConfig()
 	}

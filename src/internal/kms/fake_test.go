@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,9 @@ type fakeBackend struct {
 	authErr  error
 	readErr  error
 	cryptErr error
+	// readGate, when set, holds every ReadKey until it is closed, ignoring
+	// the caller's context the way a slow Vault would until its timeout.
+	readGate chan struct{}
 }
 
 func newFake(keys ...string) *fakeBackend {
@@ -86,6 +90,12 @@ func (f *fakeBackend) Decrypt(ctx context.Context, key, ct string) ([]byte, erro
 func (f *fakeBackend) ReadKey(ctx context.Context, key string) (*vault.Key, error) {
 	f.record(call{Op: "read", Key: key})
 	f.mu.Lock()
+	gate := f.readGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.readErr != nil {
 		return nil, f.readErr
@@ -98,7 +108,25 @@ func (f *fakeBackend) ReadKey(ctx context.Context, key string) (*vault.Key, erro
 	return &c, nil
 }
 
+// setReadErr makes the next key reads fail with err (nil: succeed).
+func (f *fakeBackend) setReadErr(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.readErr = err
+}
+
+func (f *fakeBackend) reads() int {
+	n := 0
+	for _, c := range f.Calls() {
+		if c.Op == "read" {
+			n++
+		}
+	}
+	return n
+}
+
 func (f *fakeBackend) Scope(context.Context) (string, error) { return f.scope, nil }
 func (f *fakeBackend) AuthErr() error                        { return f.authErr }
 
-var errVaultDown = errors.New("dial tcp 127.0.0.1:8200: connection refused")
+// errVaultDown is what vault/api returns when nothing listens at VAULT_ADDR.
+var errVaultDown = &url.Error{Op: "Get", URL: "http://127.0.0.1:8200/v1/transit/keys/kube", Err: errors.New("dial tcp 127.0.0.1:8200: connection refused")}

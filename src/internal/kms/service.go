@@ -73,46 +73,42 @@ type Service struct {
 	refresh time.Duration
 	log     *slog.Logger
 
-	snap      atomic.Pointer[snapshot]
-	refreshMu sync.Mutex
-	lastErr   atomic.Pointer[error] // of the latest refresh; nil pointer: none yet
-	poke      chan struct{}
+	grace       time.Duration
+	tokenExpiry func() time.Time // nil: unknown
+	now         func() time.Time
+
+	snap     atomic.Pointer[snapshot]
+	lastErr  atomic.Pointer[error]     // of the latest refresh; nil pointer: none yet
+	verified atomic.Pointer[time.Time] // of the latest good read; nil: none, or the key was seen bad since
+	poke     chan struct{}
+
+	flightMu sync.Mutex
+	inflight *flight // the refresh running now, if any
 }
+
+// Option sets what New leaves at its default.
+type Option func(*Service)
+
+// WithStatusGrace lets Status keep reporting the last verified key_id for
+// d after it while Vault is unreachable. Without it, Status fails at once.
+func WithStatusGrace(d time.Duration) Option { return func(s *Service) { s.grace = d } }
+
+// WithTokenExpiry tells the service when the Vault token expires (zero:
+// unknown or never), so that a session error while the token lives counts
+// as an outage rather than a dead token.
+func WithTokenExpiry(f func() time.Time) Option { return func(s *Service) { s.tokenExpiry = f } }
 
 // New returns a service; Run keeps its key snapshot fresh.
-func New(b Backend, keys []string, refresh time.Duration, log *slog.Logger) *Service {
-	return &Service{backend: b, keys: keys, refresh: refresh, log: log, poke: make(chan struct{}, 1)}
-}
-
-// Run refreshes the key snapshot every refresh interval until ctx ends.
-func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(s.refresh)
-	defer t.Stop()
-	for {
-		_ = s.Refresh(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.poke:
-		}
+func New(b Backend, keys []string, refresh time.Duration, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{backend: b, keys: keys, refresh: refresh, log: log, now: time.Now, poke: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(s)
 	}
+	return s
 }
 
-// Refresh reads the encryption key's latest version from Vault. Only one
-// refresh runs at a time.
-func (s *Service) Refresh(ctx context.Context) error {
-	s.refreshMu.Lock()
-	defer s.refreshMu.Unlock()
-	err := s.refreshLocked(ctx)
-	s.lastErr.Store(&err)
-	if err != nil {
-		s.log.Warn("cannot read the encryption key from Vault", "key", s.keys[0], "error", err)
-	}
-	return err
-}
-
-func (s *Service) refreshLocked(ctx context.Context) error {
+// readKey reads the key and its scope into a new snapshot.
+func (s *Service) readKey(ctx context.Context) error {
 	scope, err := s.backend.Scope(ctx)
 	if err != nil {
 		return err
@@ -124,29 +120,11 @@ func (s *Service) refreshLocked(ctx context.Context) error {
 	if !k.SupportsEncryption || !k.SupportsDecryption {
 		return fmt.Errorf("transit key %q of type %q cannot encrypt and decrypt: use an aes256-gcm96 key", k.Name, k.Type)
 	}
-	next := &snapshot{keyID: keyID(scope, k), version: k.LatestVersion, fetched: time.Now()}
+	next := &snapshot{keyID: keyID(scope, k), version: k.LatestVersion, fetched: s.now()}
 	if prev := s.snap.Load(); prev == nil || prev.keyID != next.keyID {
 		s.log.Info("encryption key version in use", "key", k.Name, "version", k.LatestVersion, "key_id", next.keyID)
 	}
 	s.snap.Store(next)
-	return nil
-}
-
-// Health is nil when the snapshot is fresh and the token usable. It makes
-// no Vault call.
-func (s *Service) Health() error {
-	if err := s.backend.AuthErr(); err != nil {
-		return err
-	}
-	if p := s.lastErr.Load(); p == nil {
-		return fmt.Errorf("%w: key not read from Vault yet", ErrNotReady)
-	} else if *p != nil {
-		return *p
-	}
-	snap := s.snap.Load()
-	if age := time.Since(snap.fetched); age > 3*s.refresh {
-		return fmt.Errorf("%w: key last read from Vault %s ago", ErrNotReady, age.Round(time.Second))
-	}
 	return nil
 }
 
@@ -158,19 +136,6 @@ func (s *Service) KeyVersion() (version int, age time.Duration) {
 	return 0, 0
 }
 
-// Status reports the key_id in use, from the snapshot alone, or an error
-// while the plugin cannot vouch for that key (Vault unreachable, token
-// unusable, key gone, snapshot stale). The error matters: kube-apiserver
-// keeps writing with its cached DEK for as long as Status returns the same
-// key_id, healthy or not, so only an error stops it writing (after its
-// few minutes' grace) data that a deleted key would make unreadable.
-func (s *Service) Status(ctx context.Context) (*StatusResponse, error) {
-	if err := s.Health(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
-	}
-	return &StatusResponse{Version: "v2", Healthz: "ok", KeyID: s.snap.Load().keyID}, nil
-}
-
 // Encrypt encrypts a DEK with the snapshot's key version.
 func (s *Service) Encrypt(ctx context.Context, uid string, plaintext []byte) (*EncryptResponse, error) {
 	if len(plaintext) == 0 || len(plaintext) > maxPlaintextLen {
@@ -178,10 +143,13 @@ func (s *Service) Encrypt(ctx context.Context, uid string, plaintext []byte) (*E
 	}
 	snap := s.snap.Load()
 	if snap == nil {
+		// Concurrent first callers share one read, each within its deadline.
 		if err := s.Refresh(ctx); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrNotReady, err)
 		}
-		snap = s.snap.Load()
+		if snap = s.snap.Load(); snap == nil {
+			return nil, fmt.Errorf("%w: key not read from Vault yet", ErrNotReady)
+		}
 	}
 	key := s.keys[0]
 	ct, err := s.backend.Encrypt(ctx, key, snap.version, plaintext)
