@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,6 +32,13 @@ type Transit struct {
 	mount   string
 	timeout time.Duration
 	groups  *groups // nil: every request goes out alone
+
+	// BatchMaxItems caps the items of one batch request (0:
+	// DefaultBatchMaxItems). Set it before the first call.
+	BatchMaxItems int
+	// learnedMaxItems is the batch size that Vault's request limits let
+	// through, once Vault refused a larger one (0: none refused yet).
+	learnedMaxItems atomic.Int64
 
 	scopeMu sync.Mutex
 	scope   string
@@ -103,22 +111,27 @@ func (t *Transit) send(ctx context.Context, r request) (string, error) {
 	return t.sendOne(ctx, r)
 }
 
-// sendOne sends r as a request of its own.
+// sendOne sends r as a request of its own, retried while the caller waits
+// (retry.go).
 func (t *Transit) sendOne(ctx context.Context, r request) (string, error) {
 	inField, outField := fields(r.op)
 	body := map[string]any{inField: r.in}
 	if r.version > 0 {
 		body["key_version"] = r.version
 	}
-	data, err := t.write(ctx, t.mount+"/"+r.op+"/"+r.key, body)
-	if err != nil {
-		return "", err
-	}
-	out, ok := data[outField].(string)
-	if !ok || out == "" {
-		return "", fmt.Errorf("Vault's answer has no %s", outField)
-	}
-	return out, nil
+	var out string
+	err := t.retrying(ctx, func(ctx context.Context) error {
+		data, err := t.write(ctx, t.mount+"/"+r.op+"/"+r.key, body)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if out, ok = data[outField].(string); !ok || out == "" {
+			return fmt.Errorf("Vault's answer has no %s", outField)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // write sends one write to Vault.
