@@ -46,6 +46,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, m)
 	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout, cfg.GroupCommit)
+	transit.BatchMaxItems = cfg.BatchMaxItems
 
 	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log)
 	m.WatchKey(svc.KeyVersion)

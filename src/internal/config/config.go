@@ -51,6 +51,8 @@ type Config struct {
 
 	HealthAddr  string `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8787" desc:"host:port of /livez, /readyz and /metrics; empty turns the HTTP server off"`
 	GroupCommit bool   `envconfig:"GROUP_COMMIT" default:"true" desc:"send concurrent requests for one key to Vault together as one batch request"`
+	// Batches are capped to pass Vault's and OpenBao's request limits.
+	BatchMaxItems int `envconfig:"BATCH_MAX_ITEMS" default:"250" desc:"most requests one batch request to Vault carries; keep it within your Vault's or OpenBao's JSON request limits"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
@@ -69,6 +71,10 @@ var StandardVaultVars = [][2]string{
 	{"VAULT_TOKEN", "token for VAULT_KMS_AUTH_METHOD=token"},
 	{"VAULT_SKIP_VERIFY", "do not verify Vault's certificate (insecure; logged as a warning)"},
 }
+
+// maxBatchMaxItems is Vault's default max_json_array_element_count: a
+// batch_input longer than that is refused by any Vault.
+const maxBatchMaxItems = 10000
 
 // keyNameRE is transit's own rule for key names; it also guarantees a name
 // never contains ':' which the ciphertext format relies on.
@@ -103,6 +109,8 @@ func hint(typeName string) string {
 		return "write a duration such as 2s, 500ms or 1m"
 	case "bool":
 		return "write true or false"
+	case "int":
+		return "write a whole number such as 250"
 	}
 	return "fix the value"
 }
@@ -190,6 +198,12 @@ func (c *Config) validate(getenv func(string) string) error {
 		if d <= 0 {
 			bad("%s_%s=%s must be positive", Prefix, name, d)
 		}
+	}
+
+	// OpenBao refuses more than 1,000 JSON strings by default, and an
+	// encrypt item is three of them.
+	if c.BatchMaxItems < 1 || c.BatchMaxItems > maxBatchMaxItems {
+		bad("%s_BATCH_MAX_ITEMS=%d is out of range: use 1 to %d, and at most 300 against OpenBao's default request limits", Prefix, c.BatchMaxItems, maxBatchMaxItems)
 	}
 
 	switch strings.ToLower(c.LogLevel) {

@@ -43,7 +43,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.TransitPath != "transit" || c.AuthMethod != "token" || c.AuthMount != "token" ||
 		c.SocketPath() != "/var/run/kmsplugin/socket.sock" || c.SocketFileMode() != 0o600 ||
-		c.VaultTimeout != 2*time.Second || !c.GroupCommit || c.HealthAddr != "127.0.0.1:8787" {
+		c.VaultTimeout != 2*time.Second || !c.GroupCommit || c.BatchMaxItems != 250 || c.HealthAddr != "127.0.0.1:8787" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -101,6 +101,9 @@ func TestLoadErrors(t *testing.T) {
 		{"bad duration", map[string]string{"VAULT_KMS_VAULT_TIMEOUT": "2"}, "VAULT_KMS_VAULT_TIMEOUT=\"2\" is not valid: write a duration"},
 		{"negative duration", map[string]string{"VAULT_KMS_KEY_REFRESH_INTERVAL": "-1s"}, "VAULT_KMS_KEY_REFRESH_INTERVAL=-1s must be positive"},
 		{"bad bool", map[string]string{"VAULT_KMS_GROUP_COMMIT": "yes please"}, "VAULT_KMS_GROUP_COMMIT"},
+		{"batch not a number", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "many"}, `VAULT_KMS_BATCH_MAX_ITEMS="many" is not valid: write a whole number`},
+		{"batch zero", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "0"}, "VAULT_KMS_BATCH_MAX_ITEMS=0 is out of range: use 1 to 10000"},
+		{"batch too large", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "10001"}, "VAULT_KMS_BATCH_MAX_ITEMS=10001 is out of range"},
 		{"bad method", map[string]string{"VAULT_KMS_AUTH_METHOD": "ldap"}, `VAULT_KMS_AUTH_METHOD="ldap" is not supported`},
 		{"no token", map[string]string{"VAULT_TOKEN": "-"}, "needs a token"},
 		{"two tokens", map[string]string{"VAULT_KMS_TOKEN_FILE": "/t"}, "keep only one"},
