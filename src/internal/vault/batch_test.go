@@ -27,26 +27,42 @@ import (
 // faultProxy forwards to a real Vault, counts batch requests, and fails the
 // next batch on demand: a fault the real server cannot be asked for.
 type faultProxy struct {
+	failStatus int // of the failed batch; 0: 500
+
 	batches   atomic.Int64
 	failNext  atomic.Bool
 	failedLen atomic.Int64
 }
 
 func (p *faultProxy) start(t *testing.T, target string) string {
+	return proxyTo(t, target, func(w http.ResponseWriter, body []byte) bool {
+		if bytes.Contains(body, []byte("batch_input")) {
+			p.batches.Add(1)
+			if p.failNext.CompareAndSwap(true, false) {
+				p.failedLen.Store(int64(bytes.Count(body, []byte(`"ciphertext"`)) + bytes.Count(body, []byte(`"plaintext"`))))
+				status := p.failStatus
+				if status == 0 {
+					status = http.StatusInternalServerError
+				}
+				http.Error(w, `{"errors":["injected failure"]}`, status)
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// proxyTo starts a reverse proxy to target that shows each request's body
+// to inspect first; inspect returns false when it has answered itself.
+func proxyTo(t *testing.T, target string, inspect func(w http.ResponseWriter, body []byte) bool) string {
 	u, _ := url.Parse(target)
 	rp := httputil.NewSingleHostReverseProxy(u)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		if bytes.Contains(body, []byte("batch_input")) {
-			p.batches.Add(1)
-			if p.failNext.CompareAndSwap(true, false) {
-				p.failedLen.Store(int64(bytes.Count(body, []byte(`"ciphertext"`)) + bytes.Count(body, []byte(`"plaintext"`))))
-				http.Error(w, `{"errors":["injected failure"]}`, http.StatusInternalServerError)
-				return
-			}
+		if inspect(w, body) {
+			rp.ServeHTTP(w, r)
 		}
-		rp.ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
@@ -131,44 +147,61 @@ func isBadRequest(err error) bool {
 	return errors.As(err, &re) && re.StatusCode == 400
 }
 
-// TestGroupCommitBatchFailureFailsOnlyThatBatch fails one batch in flight:
-// exactly its callers see the error and the next batch succeeds.
+// TestGroupCommitBatchFailureFailsOnlyThatBatch fails one batch in flight
+// (a fault a real Vault cannot be asked for). A failure that cannot pass by
+// itself reaches exactly that batch's callers; one that can (a 500) is
+// retried and reaches none. Either way the next batch succeeds.
 func TestGroupCommitBatchFailureFailsOnlyThatBatch(t *testing.T) {
-	v := testvault.Start(t, testvault.Options{})
-	v.EnableTransit("transit", "a")
-	var proxy faultProxy
-	b := groupCommitAgainst(t, proxy.start(t, v.Addr), v.RootToken)
-	ctx := context.Background()
-	proxy.failNext.Store(true)
+	for _, tc := range []struct {
+		name       string
+		failStatus int
+		retried    bool
+	}{
+		{"bad request", http.StatusBadRequest, false},
+		{"server error", http.StatusInternalServerError, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := testvault.Start(t, testvault.Options{})
+			v.EnableTransit("transit", "a")
+			proxy := faultProxy{failStatus: tc.failStatus}
+			b := groupCommitAgainst(t, proxy.start(t, v.Addr), v.RootToken)
+			ctx := context.Background()
+			proxy.failNext.Store(true)
 
-	var failed, ok atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 200 {
-		wg.Go(func() {
-			_, err := b.Encrypt(ctx, "a", 1, fmt.Appendf(nil, "p%d", i))
-			switch {
-			case err == nil:
-				ok.Add(1)
-			case strings.Contains(err.Error(), "injected failure"):
-				failed.Add(1)
-			default:
-				t.Errorf("unexpected error: %v", err)
+			var failed, ok atomic.Int64
+			var wg sync.WaitGroup
+			for i := range 200 {
+				wg.Go(func() {
+					_, err := b.Encrypt(ctx, "a", 1, fmt.Appendf(nil, "p%d", i))
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case strings.Contains(err.Error(), "injected failure"):
+						failed.Add(1)
+					default:
+						t.Errorf("unexpected error: %v", err)
+					}
+				})
+			}
+			wg.Wait()
+			if proxy.failNext.Load() {
+				t.Fatal("no batch was formed, so none failed; the test proves nothing")
+			}
+			wantFailed := proxy.failedLen.Load()
+			if tc.retried {
+				wantFailed = 0
+			}
+			if failed.Load() != wantFailed {
+				t.Fatalf("%d callers failed, want %d (the failed batch held %d)", failed.Load(), wantFailed, proxy.failedLen.Load())
+			}
+			if ok.Load() != 200-failed.Load() || ok.Load() == 0 {
+				t.Fatalf("%d ok, %d failed", ok.Load(), failed.Load())
+			}
+			// The key is usable again straight away.
+			if _, err := b.Encrypt(ctx, "a", 1, []byte("after")); err != nil {
+				t.Fatal(err)
 			}
 		})
-	}
-	wg.Wait()
-	if proxy.failNext.Load() {
-		t.Fatal("no batch was formed, so none failed; the test proves nothing")
-	}
-	if failed.Load() != proxy.failedLen.Load() {
-		t.Fatalf("%d callers failed, the failed batch held %d", failed.Load(), proxy.failedLen.Load())
-	}
-	if ok.Load() != 200-failed.Load() || ok.Load() == 0 {
-		t.Fatalf("%d ok, %d failed", ok.Load(), failed.Load())
-	}
-	// The key is usable again straight away.
-	if _, err := b.Encrypt(ctx, "a", 1, []byte("after")); err != nil {
-		t.Fatal(err)
 	}
 }
 
@@ -200,17 +233,11 @@ type slowProxy struct {
 }
 
 func (p *slowProxy) start(t *testing.T, target string) string {
-	u, _ := url.Parse(target)
-	rp := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
+	return proxyTo(t, target, func(_ http.ResponseWriter, body []byte) bool {
 		p.check(t, body, time.Now())
 		time.Sleep(p.delay)
-		rp.ServeHTTP(w, r)
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+		return true
+	})
 }
 
 func (p *slowProxy) check(t *testing.T, body []byte, arrived time.Time) {
@@ -390,21 +417,20 @@ func TestBatchesSplitToFitVaultRequestLimits(t *testing.T) {
 	}
 }
 
-// statusCounter counts the answers of one HTTP status.
-type statusCounter struct {
-	status int
-	n      atomic.Int64
-}
+// statusCounter counts Vault's answers by HTTP status.
+type statusCounter struct{ byStatus [600]atomic.Int64 }
 
 func (c *statusCounter) wrap(next http.RoundTripper) http.RoundTripper {
 	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
 		res, err := next.RoundTrip(r)
-		if err == nil && res.StatusCode == c.status {
-			c.n.Add(1)
+		if err == nil && res.StatusCode < len(c.byStatus) {
+			c.byStatus[res.StatusCode].Add(1)
 		}
 		return res, err
 	})
 }
+
+func (c *statusCounter) count(status int) int64 { return c.byStatus[status].Load() }
 
 // A rate-limit quota of 20 requests a second (which binds root tokens
 // too) refuses most of a storm's batches at first: they are retried within
@@ -412,16 +438,54 @@ func (c *statusCounter) wrap(next http.RoundTripper) http.RoundTripper {
 func TestRateLimitedStormLosesNoCall(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "kube")
-	rejected := &statusCounter{status: http.StatusTooManyRequests}
-	tr := transitWrapped(t, v.Addr, v.RootToken, true, 2*time.Second, rejected.wrap)
+	answers := &statusCounter{}
+	tr := transitWrapped(t, v.Addr, v.RootToken, true, 2*time.Second, answers.wrap)
 	cts := encryptDEKs(t, tr, "kube", 500)
 	v.Write("sys/quotas/rate-limit/storm", map[string]any{"rate": 20, "interval": "1s"})
 
 	if failed := decryptStorm(t, tr, "kube", cts, 10000); failed != 0 {
 		t.Fatalf("%d of 10000 decrypts failed", failed)
 	}
-	if rejected.n.Load() == 0 {
+	refused := answers.count(http.StatusTooManyRequests)
+	if refused == 0 {
 		t.Fatal("the quota refused no request: the test proves nothing about retries")
 	}
-	t.Logf("the quota refused %d requests, all retried", rejected.n.Load())
+	t.Logf("the quota refused %d requests, all retried", refused)
+}
+
+// Retries stop where the caller's deadline would cut the next attempt, and
+// what cannot pass by itself is not retried at all.
+func TestRetriesKeepToTheCallersDeadline(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	answers := &statusCounter{}
+	tr := transitWrapped(t, v.Addr, v.RootToken, false, 2*time.Second, answers.wrap)
+	ctx := context.Background()
+
+	_, err := tr.Decrypt(ctx, "kube", "vault:v1:bm90IGEgY2lwaGVydGV4dA==")
+	if kind := vault.KindOf(err); kind != vault.InvalidInput {
+		t.Fatalf("decrypt of a forged ciphertext: %v, kind %v; want %v", err, kind, vault.InvalidInput)
+	}
+	if n := answers.count(http.StatusBadRequest); n != 1 {
+		t.Fatalf("bad input sent %d times, want once", n)
+	}
+
+	ct, err := tr.Encrypt(ctx, "kube", 0, []byte("dek"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One request a minute: the quota refuses everything after the first.
+	v.Write("sys/quotas/rate-limit/tight", map[string]any{"rate": 1, "interval": "1m"})
+	_, _ = tr.Decrypt(ctx, "kube", ct)
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err = tr.Decrypt(short, "kube", ct)
+	// Given up before the deadline, with Vault's own verdict, rather than
+	// cut short by it in mid-attempt.
+	if kind := vault.KindOf(err); kind != vault.LimitExceeded {
+		t.Fatalf("decrypt under an exhausted quota: %v, kind %v; want %v", err, kind, vault.LimitExceeded)
+	}
+	if n := answers.count(http.StatusTooManyRequests); n < 2 {
+		t.Fatalf("%d requests refused by the quota: the call was not retried", n)
+	}
 }

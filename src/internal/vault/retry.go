@@ -27,7 +27,7 @@ const (
 func (t *Transit) retrying(ctx context.Context, attempt func(context.Context) error) error {
 	deadline, ok := ctx.Deadline()
 	if !ok {
-		deadline = time.Now().Add(2 * t.timeout)
+		deadline = time.Now().Add(t.timeout)
 	}
 	for n := 0; ; n++ {
 		var hint retryHint
