@@ -377,7 +377,8 @@ func decryptStorm(t *testing.T, tr *vault.Transit, key string, cts []string, cal
 }
 
 // Vault's listener refuses a batch_input longer than
-// max_json_array_element_count with a 400. Group commit splits a refused
+// max_json_array_element_count (Vault 1.21: a 500, "JSON array exceeds
+// allowed element count"). Group commit splits a refused
 // batch and keeps later ones to the size that passed, so a storm of
 // decrypts against a listener capped at 100 elements loses no call.
 func TestBatchesSplitToFitVaultRequestLimits(t *testing.T) {
@@ -391,7 +392,7 @@ func TestBatchesSplitToFitVaultRequestLimits(t *testing.T) {
 	v.EnableTransit("transit", "kube")
 	limited := fmt.Sprintf("http://127.0.0.1:%d", port)
 
-	// The limit is in force: a batch of 101 is refused as bad input.
+	// The limit is in force: a batch of 101 is refused, as bad input.
 	c := v.Client()
 	if err := c.SetAddress(limited); err != nil {
 		t.Fatal(err)
@@ -402,7 +403,7 @@ func TestBatchesSplitToFitVaultRequestLimits(t *testing.T) {
 	}
 	_, err := c.Logical().Write("transit/encrypt/kube", map[string]any{"batch_input": input})
 	if vault.KindOf(err) != vault.InvalidInput {
-		t.Fatalf("a batch of 101 on a listener capped at 100: %v; want a 400", err)
+		t.Fatalf("a batch of 101 on a listener capped at 100: %v; want it refused as bad input", err)
 	}
 	t.Logf("Vault refuses a batch over the listener's limit with: %v", err)
 

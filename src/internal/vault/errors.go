@@ -98,6 +98,9 @@ func KindOf(err error) Kind {
 		return NotFound
 	case aheadOfReplication(err):
 		return Unavailable
+	case batchTooLarge(err):
+		// Whatever the status, resending the same request cannot help.
+		return InvalidInput
 	case errors.As(err, new(*ItemError)):
 		return InvalidInput
 	case errors.As(err, &re):
@@ -168,9 +171,11 @@ func aheadOfReplication(err error) bool {
 }
 
 // batchTooLarge reports whether Vault refused a request for the size of its
-// JSON body: Vault's listener limits (max_request_size,
-// max_json_array_element_count and their siblings) or OpenBao's limit on
-// the number of strings. A smaller batch passes.
+// JSON body: Vault's listener limits (max_request_size, and
+// max_json_array_element_count and its siblings, which Vault 1.21 reports
+// as a 500 "JSON array exceeds allowed element count") or OpenBao's limit
+// on the number of strings. A smaller batch passes; the same one never
+// does, so it is not a Vault that cannot serve for now.
 func batchTooLarge(err error) bool {
 	var re *api.ResponseError
 	if !errors.As(err, &re) {
@@ -179,11 +184,8 @@ func batchTooLarge(err error) bool {
 	if re.StatusCode == http.StatusRequestEntityTooLarge {
 		return true
 	}
-	if re.StatusCode != http.StatusBadRequest {
-		return false
-	}
 	for _, msg := range re.Errors {
-		if strings.Contains(msg, "JSON") && strings.Contains(msg, "exceed") {
+		if strings.Contains(msg, "JSON") && (strings.Contains(msg, "exceeds") || strings.Contains(msg, "too many")) {
 			return true
 		}
 	}

@@ -36,6 +36,9 @@ func TestKindOf(t *testing.T) {
 		{&api.ResponseError{StatusCode: 400, Errors: []string{"requested version for encryption is higher than the latest key version"}}, vault.Unavailable},
 		{fmt.Errorf("encrypt with key %q version %d: %w", "kube", 3, &vault.ItemError{Msg: "requested version for encryption is higher than the latest key version"}), vault.Unavailable},
 		{&api.ResponseError{StatusCode: 400, Errors: []string{"requested version for encryption is less than the minimum encryption key version"}}, vault.InvalidInput},
+		// Vault 1.21's listener limits on JSON: a 500 that no retry passes.
+		{&api.ResponseError{StatusCode: 500, Errors: []string{"JSON array exceeds allowed element count"}}, vault.InvalidInput},
+		{&api.ResponseError{StatusCode: 413, Errors: []string{"http: request body too large"}}, vault.InvalidInput},
 		{fmt.Errorf("read key %q: %w", "kube", vault.ErrKeyNotFound), vault.NotFound},
 		{fmt.Errorf("decrypt with key %q: %w", "kube", &vault.ItemError{Msg: "cipher: message authentication failed"}), vault.InvalidInput},
 		{&url.Error{Op: "Put", URL: "http://127.0.0.1:8200", Err: refused}, vault.Unavailable},

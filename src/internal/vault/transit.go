@@ -6,10 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // Key is what the plugin needs to know about a transit key.
@@ -140,9 +143,28 @@ func (t *Transit) write(ctx context.Context, path string, body map[string]any) (
 	err := t.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, t.timeout)
 		defer cancel()
-		sec, err := t.s.client.Logical().WriteWithContext(ctx, path, body)
+		c := t.s.client
+		req := c.NewRequest(http.MethodPut, "/v1/"+path)
+		if err := req.SetJSONBody(body); err != nil {
+			return fmt.Errorf("encode the request to %s: %w", path, err)
+		}
+		// Logical().Write drops the body of a refused request, and a batch
+		// whose every item failed is refused with a 400 whose body still
+		// holds each item's verdict.
+		res, err := c.RawRequestWithContext(ctx, req) //nolint:staticcheck // see above
+		if res != nil {
+			defer res.Body.Close()
+		}
 		if err != nil {
+			if sec := batchVerdicts(res); sec != nil {
+				data = sec.Data
+				return nil
+			}
 			return err
+		}
+		sec, err := api.ParseSecret(res.Body)
+		if err != nil {
+			return fmt.Errorf("read Vault's answer from %s: %w", path, err)
 		}
 		if sec == nil || sec.Data == nil {
 			return errors.New("Vault returned no data")
@@ -151,6 +173,19 @@ func (t *Transit) write(ctx context.Context, path string, body map[string]any) (
 		return nil
 	})
 	return data, err
+}
+
+// batchVerdicts is the answer of a batch request that Vault refused with a
+// 400 because no item passed, or nil for any other refusal.
+func batchVerdicts(res *api.Response) *api.Secret {
+	if res == nil || res.StatusCode != http.StatusBadRequest {
+		return nil
+	}
+	sec, err := api.ParseSecret(res.Body)
+	if err != nil || sec == nil || sec.Data["batch_results"] == nil {
+		return nil
+	}
+	return sec
 }
 
 // do runs fn, and when Vault refuses the token and a new login can help,
