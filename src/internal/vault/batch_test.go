@@ -490,3 +490,45 @@ func TestRetriesKeepToTheCallersDeadline(t *testing.T) {
 		t.Fatalf("%d requests refused by the quota: the call was not retried", n)
 	}
 }
+
+// Callers that give up while queued are left out of the batch: Vault sees
+// only the request in flight, not the items nobody waits for.
+func TestGroupCommitLeavesOutCallersThatHaveGone(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	proxy := &slowProxy{delay: time.Second}
+	tr := transitAgainst(t, proxy.start(t, v.Addr), v.RootToken, true, 5*time.Second)
+	noDeadline := fmt.Appendf(nil, "deadline %d", time.Now().Add(time.Hour).UnixNano())
+
+	inFlight := make(chan error, 1)
+	go func() {
+		_, err := tr.Encrypt(context.Background(), "kube", 1, noDeadline)
+		inFlight <- err
+	}()
+	for proxy.items.Load() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, giveUp := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Go(func() {
+			if _, err := tr.Encrypt(ctx, "kube", 1, noDeadline); !errors.Is(err, context.Canceled) {
+				t.Errorf("caller that gave up: %v; want %v", err, context.Canceled)
+			}
+		})
+	}
+	time.Sleep(100 * time.Millisecond) // let them queue behind the request in flight
+	giveUp()
+	wg.Wait()
+	if err := <-inFlight; err != nil {
+		t.Fatal(err)
+	}
+	// The next call goes out, so anything sent on the gone callers' behalf
+	// would have reached the proxy by the time it returns.
+	if _, err := tr.Encrypt(context.Background(), "kube", 1, noDeadline); err != nil {
+		t.Fatal(err)
+	}
+	if n := proxy.items.Load(); n != 2 {
+		t.Fatalf("%d items reached Vault, want 2: the gone callers' items were sent", n)
+	}
+}
