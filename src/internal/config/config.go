@@ -148,6 +148,12 @@ func (c *Config) validate(getenv func(string) string) error {
 	}
 	c.TransitPath = mount
 
+	// OpenBao refuses more than 1,000 JSON strings by default, and an
+	// encrypt item is three of them.
+	if c.BatchMaxItems < 1 || c.BatchMaxItems > maxBatchMaxItems {
+		bad("%s_BATCH_MAX_ITEMS=%d is out of range: use 1 to %d, and at most 300 against OpenBao's default request limits", Prefix, c.BatchMaxItems, maxBatchMaxItems)
+	}
+
 	if _, err := util.ParseEndpoint(c.Listen); err != nil || !strings.HasPrefix(c.Listen, "unix://") {
 		bad("%s_LISTEN=%q is not a unix socket endpoint: write it like unix:///var/run/kmsplugin/socket.sock", Prefix, c.Listen)
 	}
@@ -198,12 +204,6 @@ func (c *Config) validate(getenv func(string) string) error {
 		if d <= 0 {
 			bad("%s_%s=%s must be positive", Prefix, name, d)
 		}
-	}
-
-	// OpenBao refuses more than 1,000 JSON strings by default, and an
-	// encrypt item is three of them.
-	if c.BatchMaxItems < 1 || c.BatchMaxItems > maxBatchMaxItems {
-		bad("%s_BATCH_MAX_ITEMS=%d is out of range: use 1 to %d, and at most 300 against OpenBao's default request limits", Prefix, c.BatchMaxItems, maxBatchMaxItems)
 	}
 
 	switch strings.ToLower(c.LogLevel) {
