@@ -49,6 +49,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	token := &tokenExpiry{Observer: m}
 	session := vault.NewSession(client, loginFor(cfg, client.Token()), cfg.VaultTimeout, log, token)
 	transit := vault.NewTransit(session, cfg.TransitPath, cfg.VaultTimeout, cfg.GroupCommit)
+	transit.BatchMaxItems = cfg.BatchMaxItems
 
 	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log,
 		kms.WithStatusGrace(cfg.StatusGrace), kms.WithTokenExpiry(token.At))

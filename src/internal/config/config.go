@@ -52,6 +52,8 @@ type Config struct {
 
 	HealthAddr  string `envconfig:"HEALTH_ADDR" default:"127.0.0.1:8787" desc:"host:port of /livez, /readyz and /metrics; empty turns the HTTP server off"`
 	GroupCommit bool   `envconfig:"GROUP_COMMIT" default:"true" desc:"send concurrent requests for one key to Vault together as one batch request"`
+	// Batches are capped to pass Vault's and OpenBao's request limits.
+	BatchMaxItems int `envconfig:"BATCH_MAX_ITEMS" default:"250" desc:"most requests one batch request to Vault carries; keep it within your Vault's or OpenBao's JSON request limits"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
@@ -70,6 +72,10 @@ var StandardVaultVars = [][2]string{
 	{"VAULT_TOKEN", "token for VAULT_KMS_AUTH_METHOD=token"},
 	{"VAULT_SKIP_VERIFY", "do not verify Vault's certificate (insecure; logged as a warning)"},
 }
+
+// maxBatchMaxItems is Vault's default max_json_array_element_count: a
+// batch_input longer than that is refused by any Vault.
+const maxBatchMaxItems = 10000
 
 // keyNameRE is transit's own rule for key names; it also guarantees a name
 // never contains ':' which the ciphertext format relies on.
@@ -104,6 +110,8 @@ func hint(typeName string) string {
 		return "write a duration such as 2s, 500ms or 1m"
 	case "bool":
 		return "write true or false"
+	case "int":
+		return "write a whole number such as 250"
 	}
 	return "fix the value"
 }
@@ -140,6 +148,12 @@ func (c *Config) validate(getenv func(string) string) error {
 		bad("%s_TRANSIT_PATH=%q is not a mount path: write it like transit or /transit", Prefix, c.TransitPath)
 	}
 	c.TransitPath = mount
+
+	// OpenBao refuses more than 1,000 JSON strings by default, and an
+	// encrypt item is three of them.
+	if c.BatchMaxItems < 1 || c.BatchMaxItems > maxBatchMaxItems {
+		bad("%s_BATCH_MAX_ITEMS=%d is out of range: use 1 to %d, and at most 300 against OpenBao's default request limits", Prefix, c.BatchMaxItems, maxBatchMaxItems)
+	}
 
 	if _, err := util.ParseEndpoint(c.Listen); err != nil || !strings.HasPrefix(c.Listen, "unix://") {
 		bad("%s_LISTEN=%q is not a unix socket endpoint: write it like unix:///var/run/kmsplugin/socket.sock", Prefix, c.Listen)

@@ -43,7 +43,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.TransitPath != "transit" || c.AuthMethod != "token" || c.AuthMount != "token" ||
 		c.SocketPath() != "/var/run/kmsplugin/socket.sock" || c.SocketFileMode() != 0o600 ||
-		c.VaultTimeout != 2*time.Second || !c.GroupCommit || c.HealthAddr != "127.0.0.1:8787" {
+		c.VaultTimeout != 2*time.Second || !c.GroupCommit || c.BatchMaxItems != 250 || c.HealthAddr != "127.0.0.1:8787" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -103,6 +103,9 @@ func TestLoadErrors(t *testing.T) {
 		{"negative grace", map[string]string{"VAULT_KMS_STATUS_GRACE": "-30s"}, "VAULT_KMS_STATUS_GRACE=-30s must not be negative: use 0 to fail Status"},
 		{"bad grace", map[string]string{"VAULT_KMS_STATUS_GRACE": "2 minutes"}, "VAULT_KMS_STATUS_GRACE=\"2 minutes\" is not valid: write a duration"},
 		{"bad bool", map[string]string{"VAULT_KMS_GROUP_COMMIT": "yes please"}, "VAULT_KMS_GROUP_COMMIT"},
+		{"batch not a number", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "many"}, `VAULT_KMS_BATCH_MAX_ITEMS="many" is not valid: write a whole number`},
+		{"batch zero", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "0"}, "VAULT_KMS_BATCH_MAX_ITEMS=0 is out of range: use 1 to 10000"},
+		{"batch too large", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "10001"}, "VAULT_KMS_BATCH_MAX_ITEMS=10001 is out of range"},
 		{"bad method", map[string]string{"VAULT_KMS_AUTH_METHOD": "ldap"}, `VAULT_KMS_AUTH_METHOD="ldap" is not supported`},
 		{"no token", map[string]string{"VAULT_TOKEN": "-"}, "needs a token"},
 		{"two tokens", map[string]string{"VAULT_KMS_TOKEN_FILE": "/t"}, "keep only one"},

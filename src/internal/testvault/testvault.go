@@ -58,6 +58,9 @@ type Options struct {
 	// storage only): Vault's certificate from the test's own CA, as in
 	// production.
 	ServingCert *ServingCert
+	// ExtraConfig is HCL added to a dev server's configuration, such as a
+	// second listener with its own limits.
+	ExtraConfig string
 }
 
 // ServingCert is Vault's TLS certificate and key, and the CA that signed
@@ -139,6 +142,13 @@ api_addr = "%s://%s"
 		s.Addr = "http://" + addr
 		s.RootToken = "root"
 		s.args = []string{"server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=" + addr, "-dev-no-store-token"}
+	}
+	if o.ExtraConfig != "" {
+		extra := filepath.Join(s.Dir, "extra.hcl")
+		if err := os.WriteFile(extra, []byte(o.ExtraConfig), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s.args = append(s.args, "-config="+extra)
 	}
 	s.Start()
 	t.Cleanup(s.Stop)

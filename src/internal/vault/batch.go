@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // Group commit: while a request for a target (operation, key, version) is
@@ -12,10 +13,28 @@ import (
 // together as one batch_input request. A lone request goes straight out and
 // waits for nothing. Vault does the per-request work (HTTP, token check,
 // policy) once per batch instead of once per item.
+//
+// Waiting must not cost a caller its deadline. When Vault is slow, a queued
+// item that waited for the request in flight and then for its own would
+// miss the apiserver's few seconds, so an item whose deadline draws near
+// goes out in a batch of its own alongside the one in flight (up to
+// maxFlights per target). Items whose callers have gone are dropped before
+// sending, and a batch's deadline is its items' latest.
 
-// maxBatch bounds one batch: large enough for an apiserver's start-up
-// storm, small enough that one batch stays well inside the Vault timeout.
-const maxBatch = 512
+// DefaultBatchMaxItems caps a batch unless Transit.BatchMaxItems says
+// otherwise. OpenBao refuses, by default, a request with more than 1,000
+// JSON strings, every key and value counting: an encrypt item holds three
+// (plaintext, its value, key_version), a decrypt item two. 250 items stay
+// well under that, and under Vault's listener defaults.
+const DefaultBatchMaxItems = 250
+
+// maxFlights bounds the requests in flight for one target, lone or batch.
+const maxFlights = 4
+
+// waitFactor: a queued item stops waiting for the requests in flight once
+// its remaining time falls to waitFactor times a round trip. Its own batch
+// is larger than a lone request, hence the margin over 1.
+const waitFactor = 1.5
 
 // groups holds the queue of each target that has had a request.
 type groups struct {
@@ -26,13 +45,21 @@ type groups struct {
 func newGroups() *groups { return &groups{queues: map[target]*queue{}} }
 
 type queue struct {
-	inflight bool
+	flights  []*flight // requests out for the target, oldest first
+	lastTook time.Duration
 	pending  []*item
+
+	timer   *time.Timer // launches pending items whose deadline draws near
+	timerAt time.Time   // zero: not armed
 }
 
+// flight is one request out to Vault.
+type flight struct{ began time.Time }
+
 // item is one caller's request waiting in a queue; its answer arrives on
-// done.
+// done. ctx is the caller's: once it is done, nobody waits for the answer.
 type item struct {
+	ctx  context.Context
 	in   string
 	done chan result
 }
@@ -43,90 +70,261 @@ type result struct {
 }
 
 // sendGrouped sends r at once if nothing is in flight for its target, and
-// otherwise queues it for the next batch.
+// otherwise queues it for a batch.
 func (t *Transit) sendGrouped(ctx context.Context, r request) (string, error) {
 	g := t.groups
-	it := &item{in: r.in, done: make(chan result, 1)}
 	g.mu.Lock()
 	q := g.queues[r.target]
 	if q == nil {
 		q = &queue{}
 		g.queues[r.target] = q
 	}
-	if q.inflight {
-		q.pending = append(q.pending, it)
+	if len(q.flights) == 0 {
+		f := q.takeOff()
 		g.mu.Unlock()
-		select {
-		case res := <-it.done:
-			return res.out, res.err
-		case <-ctx.Done():
-			// The batch still runs; its answer for us is dropped.
-			return "", ctx.Err()
-		}
+		out, err := t.sendOne(ctx, r)
+		t.landed(r.target, q, f)
+		return out, err
 	}
-	q.inflight = true
+	it := &item{ctx: ctx, in: r.in, done: make(chan result, 1)}
+	q.pending = append(q.pending, it)
+	if by, ok := q.sendBy(it); ok {
+		t.wakeAtLocked(r.target, q, by)
+	}
 	g.mu.Unlock()
-
-	out, err := t.sendOne(ctx, r)
-	t.sendQueued(r.target, q)
-	return out, err
+	select {
+	case res := <-it.done:
+		return res.out, res.err
+	case <-ctx.Done():
+		// A batch not yet sent leaves this item out; one in flight still
+		// runs, and its answer for us is dropped.
+		return "", ctx.Err()
+	}
 }
 
-// sendQueued sends what queued up behind the request that just returned,
-// if anything, or marks the target idle.
-func (t *Transit) sendQueued(tg target, q *queue) {
+func (q *queue) takeOff() *flight {
+	f := &flight{began: time.Now()}
+	q.flights = append(q.flights, f)
+	return f
+}
+
+// landed records that f returned and sends what queued up meanwhile.
+func (t *Transit) landed(tg target, q *queue, f *flight) {
 	g := t.groups
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if len(q.pending) == 0 {
-		q.inflight = false
-		return
+	for i, other := range q.flights {
+		if other == f {
+			q.flights = append(q.flights[:i], q.flights[i+1:]...)
+			break
+		}
 	}
-	n := min(len(q.pending), maxBatch)
-	batch := q.pending[:n:n]
-	q.pending = q.pending[n:]
-	go func() {
-		// Not tied to any one caller's context: the batch serves them all.
-		t.sendBatch(context.Background(), tg, batch)
-		t.sendQueued(tg, q)
-	}()
+	q.lastTook = time.Since(f.began)
+	t.launchLocked(tg, q)
 }
 
-// sendBatch sends items as one request and gives each its own answer.
-func (t *Transit) sendBatch(ctx context.Context, tg target, items []*item) {
-	if len(items) == 1 {
-		out, err := t.sendOne(ctx, request{tg, items[0].in})
-		items[0].done <- result{out, err}
+// launchLocked sends the pending items whose callers still wait, in
+// batches of at most the batch limit, while fewer than maxFlights are out.
+func (t *Transit) launchLocked(tg target, q *queue) {
+	for len(q.flights) < maxFlights {
+		batch := q.takeLive(t.batchMaxItems())
+		if len(batch) == 0 {
+			return
+		}
+		f := q.takeOff()
+		go func() {
+			t.sendBatch(tg, batch)
+			t.landed(tg, q, f)
+		}()
+	}
+}
+
+// takeLive removes up to n items whose callers still wait from the front
+// of the queue, and drops the ones whose callers have gone.
+func (q *queue) takeLive(n int) []*item {
+	var live []*item
+	i := 0
+	for ; i < len(q.pending) && len(live) < n; i++ {
+		if it := q.pending[i]; it.ctx.Err() == nil {
+			live = append(live, it)
+		}
+	}
+	q.pending = q.pending[i:]
+	return live
+}
+
+// sendBy is when it must leave so as to come back before its caller's
+// deadline, assuming its round trip takes as long as the latest one, or as
+// long as the oldest request in flight has taken so far, whichever is
+// longer. ok is false for a caller without a deadline.
+func (q *queue) sendBy(it *item) (by time.Time, ok bool) {
+	deadline, ok := it.ctx.Deadline()
+	if !ok {
+		return time.Time{}, false
+	}
+	by = deadline.Add(-time.Duration(waitFactor * float64(q.lastTook)))
+	if len(q.flights) > 0 {
+		// Solves deadline - by = waitFactor * (by - began).
+		began := q.flights[0].began
+		if elapsedBound := began.Add(time.Duration(float64(deadline.Sub(began)) / (1 + waitFactor))); elapsedBound.Before(by) {
+			by = elapsedBound
+		}
+	}
+	return by, true
+}
+
+// wakeAtLocked launches the pending items at by, or now if by has passed.
+func (t *Transit) wakeAtLocked(tg target, q *queue, by time.Time) {
+	wait := time.Until(by)
+	if wait <= 0 {
+		t.launchLocked(tg, q)
 		return
 	}
+	if !q.timerAt.IsZero() && !by.Before(q.timerAt) {
+		return
+	}
+	q.timerAt = by
+	if q.timer == nil {
+		q.timer = time.AfterFunc(wait, func() { t.wake(tg, q) })
+		return
+	}
+	q.timer.Reset(wait)
+}
+
+// wake runs when the earliest pending item's time to leave may have come.
+// Requests may have landed and launched since, so look again.
+func (t *Transit) wake(tg target, q *queue) {
+	g := t.groups
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	q.timerAt = time.Time{}
+	var earliest time.Time
+	for _, it := range q.pending {
+		if by, ok := q.sendBy(it); ok && it.ctx.Err() == nil && (earliest.IsZero() || by.Before(earliest)) {
+			earliest = by
+		}
+	}
+	if !earliest.IsZero() {
+		t.wakeAtLocked(tg, q, earliest)
+	}
+}
+
+// errCallersGone ends a batch whose callers all gave up before it went out.
+var errCallersGone = errors.New("every caller of the batch has gone")
+
+// sendBatch sends items as one request and gives each its own answer. A
+// batch Vault refuses as too large is split in two, each half sent on its
+// own, and later batches are kept to the size that passed.
+func (t *Transit) sendBatch(tg target, items []*item) {
+	if len(items) == 1 {
+		it := items[0]
+		out, err := t.sendOne(it.ctx, request{tg, it.in})
+		it.done <- result{out, err}
+		return
+	}
+	// Not tied to any one caller's context: the batch serves them all, for
+	// as long as the last of them waits.
+	ctx, cancel := context.WithCancel(context.Background())
+	if latest, ok := latestDeadline(items); ok {
+		ctx, cancel = context.WithDeadline(context.Background(), latest)
+	}
+	defer cancel()
 	field, outField := fields(tg.op)
-	input := make([]map[string]any, len(items))
-	for i, it := range items {
-		input[i] = map[string]any{field: it.in}
-		if tg.version > 0 {
-			input[i]["key_version"] = tg.version
-		}
-	}
-	// With partial_failure_response_code, one bad item does not fail the
-	// whole request: every item gets its own verdict.
-	data, err := t.write(ctx, t.mount+"/"+tg.op+"/"+tg.key, map[string]any{
-		"batch_input": input, "partial_failure_response_code": 200,
-	})
+	live := items
 	var results []any
-	if err == nil {
-		var ok bool
-		if results, ok = data["batch_results"].([]any); !ok || len(results) != len(items) {
-			err = fmt.Errorf("Vault answered a batch of %d with %d results", len(items), len(results))
+	err := t.retrying(ctx, func(ctx context.Context) error {
+		if live = stillWaiting(live); len(live) == 0 {
+			return errCallersGone
 		}
-	}
-	if err != nil {
-		for _, it := range items {
+		input := make([]map[string]any, len(live))
+		for i, it := range live {
+			input[i] = map[string]any{field: it.in}
+			if tg.version > 0 {
+				input[i]["key_version"] = tg.version
+			}
+		}
+		// With partial_failure_response_code, one bad item does not fail
+		// the whole request: every item gets its own verdict.
+		data, err := t.write(ctx, t.mount+"/"+tg.op+"/"+tg.key, map[string]any{
+			"batch_input": input, "partial_failure_response_code": 200,
+		})
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if results, ok = data["batch_results"].([]any); !ok || len(results) != len(live) {
+			return fmt.Errorf("Vault answered a batch of %d with %d results", len(live), len(results))
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		for i, it := range live {
+			it.done <- itemResult(results[i], outField)
+		}
+	case batchTooLarge(err) && len(live) > 1:
+		t.shrinkBatches(len(live) / 2)
+		half := len(live) / 2
+		var wg sync.WaitGroup
+		wg.Go(func() { t.sendBatch(tg, live[:half]) })
+		wg.Go(func() { t.sendBatch(tg, live[half:]) })
+		wg.Wait()
+	default:
+		for _, it := range live {
 			it.done <- result{err: err}
 		}
-		return
 	}
-	for i, it := range items {
-		it.done <- itemResult(results[i], outField)
+}
+
+// latestDeadline is the latest of the items' deadlines; ok is false if any
+// item has none.
+func latestDeadline(items []*item) (latest time.Time, ok bool) {
+	for _, it := range items {
+		d, has := it.ctx.Deadline()
+		if !has {
+			return time.Time{}, false
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return latest, true
+}
+
+// stillWaiting keeps the items whose callers still wait for an answer.
+func stillWaiting(items []*item) []*item {
+	live := items[:0:0]
+	for _, it := range items {
+		if it.ctx.Err() == nil {
+			live = append(live, it)
+		}
+	}
+	return live
+}
+
+// batchMaxItems is the most items one batch may carry now.
+func (t *Transit) batchMaxItems() int {
+	n := t.BatchMaxItems
+	if n <= 0 {
+		n = DefaultBatchMaxItems
+	}
+	if learned := int(t.learnedMaxItems.Load()); learned > 0 && learned < n {
+		n = learned
+	}
+	return n
+}
+
+// shrinkBatches keeps later batches to n items: Vault's limits do not
+// change while the plugin runs, so a size refused once is refused again.
+func (t *Transit) shrinkBatches(n int) {
+	for {
+		cur := t.learnedMaxItems.Load()
+		if cur > 0 && cur <= int64(n) {
+			return
+		}
+		if t.learnedMaxItems.CompareAndSwap(cur, int64(max(n, 1))) {
+			return
+		}
 	}
 }
 

@@ -3,8 +3,10 @@ package vault_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -96,5 +98,169 @@ func TestTLSVaultCallsShareOneHTTP2Connection(t *testing.T) {
 	}
 	if n := cc.newConns.Load(); n != 1 {
 		t.Errorf("%d connections opened for %d requests, want 1", n, cc.answers.Load())
+	}
+}
+
+// blackholeProxy forwards TCP to a real Vault and can silently drop
+// everything on the connections open so far, as a lost conntrack entry or
+// a VIP failover does, while new connections get through.
+type blackholeProxy struct {
+	target string
+	ln     net.Listener
+
+	mu    sync.Mutex
+	conns []*proxiedConn
+}
+
+type proxiedConn struct {
+	client, server net.Conn
+	dropped        atomic.Bool
+}
+
+func startBlackholeProxy(t *testing.T, target string) *blackholeProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blackholeProxy{target: target, ln: ln}
+	go p.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.client.Close()
+			c.server.Close()
+		}
+	})
+	return p
+}
+
+func (p *blackholeProxy) serve() {
+	for {
+		client, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		server, err := net.Dial("tcp", p.target)
+		if err != nil {
+			client.Close()
+			continue
+		}
+		c := &proxiedConn{client: client, server: server}
+		p.mu.Lock()
+		p.conns = append(p.conns, c)
+		p.mu.Unlock()
+		go c.forward(server, client)
+		go c.forward(client, server)
+	}
+}
+
+// forward copies src to dst until either closes, discarding what arrives
+// once the connection is dropped: the sender sees no error, no reset, just
+// silence.
+func (c *proxiedConn) forward(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if c.dropped.Load() {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// dropEstablished blackholes every connection open now and returns how
+// many there were.
+func (p *blackholeProxy) dropEstablished() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.dropped.Store(true)
+	}
+	return len(p.conns)
+}
+
+// After the connection to Vault goes silent, calls recover on a new one
+// within seconds: over HTTP/2 pings find the dead connection, and over
+// HTTP/1.1 a connection whose request timed out is never reused.
+func TestCallsRecoverFromASilentConnection(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		tls         bool
+		wantHTTP2   bool
+		recoverIn   time.Duration
+		maxFailures int
+	}{
+		// Pings: 3 s of silence, 2 s to answer, then a new connection.
+		{"http2 over tls", true, true, 15 * time.Second, 100},
+		// The request that timed out closed its connection: the next one dials.
+		{"http1.1", false, false, 15 * time.Second, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := testvault.Start(t, testvault.Options{TLS: tc.tls})
+			v.EnableTransit("transit", "kube")
+			u, err := url.Parse(v.Addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxy := startBlackholeProxy(t, u.Host)
+			t.Setenv("VAULT_ADDR", u.Scheme+"://"+proxy.ln.Addr().String())
+			t.Setenv("VAULT_CACERT", v.CACert)
+			t.Setenv("VAULT_TOKEN", v.RootToken)
+			cc := &connCounter{}
+			const timeout = 2 * time.Second // the plugin's default VAULT_TIMEOUT
+			c, err := vault.NewClient(timeout, 8, cc.wrap)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := vault.NewTransit(vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, timeout, quietLog(), nil), "transit", timeout, false)
+			encrypt := func() error {
+				// The apiserver's deadline.
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				_, err := tr.Encrypt(ctx, "kube", 0, []byte("dek"))
+				return err
+			}
+			if err := encrypt(); err != nil {
+				t.Fatal(err)
+			}
+			if got := cc.notHTTP2.Load() == 0; got != tc.wantHTTP2 {
+				t.Fatalf("HTTP/2 in use: %v, want %v", got, tc.wantHTTP2)
+			}
+			if n := proxy.dropEstablished(); n != 1 {
+				t.Fatalf("%d connections to drop, want 1", n)
+			}
+			connsBefore := cc.newConns.Load()
+			dropped := time.Now()
+			failures := 0
+			for {
+				err := encrypt()
+				if err == nil {
+					break
+				}
+				failures++
+				if kind := vault.KindOf(err); kind != vault.DeadlineExceeded && kind != vault.Unavailable {
+					t.Errorf("call on the silent connection: %v, kind %v; want %v or %v", err, kind, vault.DeadlineExceeded, vault.Unavailable)
+				}
+				if failures > tc.maxFailures || time.Since(dropped) > tc.recoverIn {
+					t.Fatalf("still failing %s after the connection went silent (%d failures): %v", time.Since(dropped).Round(time.Second), failures, err)
+				}
+			}
+			t.Logf("recovered %s after the connection went silent, %d calls failed", time.Since(dropped).Round(100*time.Millisecond), failures)
+			if failures == 0 {
+				t.Error("no call failed: the silent connection was not in use, the test proves nothing")
+			}
+			if cc.newConns.Load() == connsBefore {
+				t.Error("calls succeed again without a new connection")
+			}
+		})
 	}
 }

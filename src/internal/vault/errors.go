@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -95,6 +96,11 @@ func KindOf(err error) Kind {
 		return Canceled
 	case errors.Is(err, ErrKeyNotFound):
 		return NotFound
+	case aheadOfReplication(err):
+		return Unavailable
+	case batchTooLarge(err):
+		// Whatever the status, resending the same request cannot help.
+		return InvalidInput
 	case errors.As(err, new(*ItemError)):
 		return InvalidInput
 	case errors.As(err, &re):
@@ -137,4 +143,51 @@ func statusKind(status int) Kind {
 		return Unavailable
 	}
 	return Unexpected
+}
+
+// versionAheadMsg is what transit says, with a 400, when asked to encrypt
+// with a key version it does not have.
+const versionAheadMsg = "requested version for encryption is higher than the latest key version"
+
+// aheadOfReplication reports whether Vault refused a key version newer than
+// the key it holds. The plugin only asks for versions Vault reported, so
+// this is a standby (or performance replica) that has not caught up with a
+// rotation yet: it passes, so it is Unavailable, not bad input. The kms core
+// re-reads the key on an Encrypt error and the apiserver retries.
+func aheadOfReplication(err error) bool {
+	var ie *ItemError
+	if errors.As(err, &ie) {
+		return strings.Contains(ie.Msg, versionAheadMsg)
+	}
+	var re *api.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+		for _, msg := range re.Errors {
+			if strings.Contains(msg, versionAheadMsg) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// batchTooLarge reports whether Vault refused a request for the size of its
+// JSON body: Vault's listener limits (max_request_size, and
+// max_json_array_element_count and its siblings, which Vault 1.21 reports
+// as a 500 "JSON array exceeds allowed element count") or OpenBao's limit
+// on the number of strings. A smaller batch passes; the same one never
+// does, so it is not a Vault that cannot serve for now.
+func batchTooLarge(err error) bool {
+	var re *api.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	if re.StatusCode == http.StatusRequestEntityTooLarge {
+		return true
+	}
+	for _, msg := range re.Errors {
+		if strings.Contains(msg, "JSON") && (strings.Contains(msg, "exceeds") || strings.Contains(msg, "too many")) {
+			return true
+		}
+	}
+	return false
 }

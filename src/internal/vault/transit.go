@@ -6,9 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // Key is what the plugin needs to know about a transit key.
@@ -31,6 +35,13 @@ type Transit struct {
 	mount   string
 	timeout time.Duration
 	groups  *groups // nil: every request goes out alone
+
+	// BatchMaxItems caps the items of one batch request (0:
+	// DefaultBatchMaxItems). Set it before the first call.
+	BatchMaxItems int
+	// learnedMaxItems is the batch size that Vault's request limits let
+	// through, once Vault refused a larger one (0: none refused yet).
+	learnedMaxItems atomic.Int64
 
 	scopeMu sync.Mutex
 	scope   string
@@ -103,22 +114,27 @@ func (t *Transit) send(ctx context.Context, r request) (string, error) {
 	return t.sendOne(ctx, r)
 }
 
-// sendOne sends r as a request of its own.
+// sendOne sends r as a request of its own, retried while the caller waits
+// (retry.go).
 func (t *Transit) sendOne(ctx context.Context, r request) (string, error) {
 	inField, outField := fields(r.op)
 	body := map[string]any{inField: r.in}
 	if r.version > 0 {
 		body["key_version"] = r.version
 	}
-	data, err := t.write(ctx, t.mount+"/"+r.op+"/"+r.key, body)
-	if err != nil {
-		return "", err
-	}
-	out, ok := data[outField].(string)
-	if !ok || out == "" {
-		return "", fmt.Errorf("Vault's answer has no %s", outField)
-	}
-	return out, nil
+	var out string
+	err := t.retrying(ctx, func(ctx context.Context) error {
+		data, err := t.write(ctx, t.mount+"/"+r.op+"/"+r.key, body)
+		if err != nil {
+			return err
+		}
+		var ok bool
+		if out, ok = data[outField].(string); !ok || out == "" {
+			return fmt.Errorf("Vault's answer has no %s", outField)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // write sends one write to Vault.
@@ -127,9 +143,28 @@ func (t *Transit) write(ctx context.Context, path string, body map[string]any) (
 	err := t.do(ctx, func(ctx context.Context) error {
 		ctx, cancel := context.WithTimeout(ctx, t.timeout)
 		defer cancel()
-		sec, err := t.s.client.Logical().WriteWithContext(ctx, path, body)
+		c := t.s.client
+		req := c.NewRequest(http.MethodPut, "/v1/"+path)
+		if err := req.SetJSONBody(body); err != nil {
+			return fmt.Errorf("encode the request to %s: %w", path, err)
+		}
+		// Logical().Write drops the body of a refused request, and a batch
+		// whose every item failed is refused with a 400 whose body still
+		// holds each item's verdict.
+		res, err := c.RawRequestWithContext(ctx, req) //nolint:staticcheck // see above
+		if res != nil {
+			defer res.Body.Close()
+		}
 		if err != nil {
+			if sec := batchVerdicts(res); sec != nil {
+				data = sec.Data
+				return nil
+			}
 			return err
+		}
+		sec, err := api.ParseSecret(res.Body)
+		if err != nil {
+			return fmt.Errorf("read Vault's answer from %s: %w", path, err)
 		}
 		if sec == nil || sec.Data == nil {
 			return errors.New("Vault returned no data")
@@ -138,6 +173,19 @@ func (t *Transit) write(ctx context.Context, path string, body map[string]any) (
 		return nil
 	})
 	return data, err
+}
+
+// batchVerdicts is the answer of a batch request that Vault refused with a
+// 400 because no item passed, or nil for any other refusal.
+func batchVerdicts(res *api.Response) *api.Secret {
+	if res == nil || res.StatusCode != http.StatusBadRequest {
+		return nil
+	}
+	sec, err := api.ParseSecret(res.Body)
+	if err != nil || sec == nil || sec.Data["batch_results"] == nil {
+		return nil
+	}
+	return sec
 }
 
 // do runs fn, and when Vault refuses the token and a new login can help,
