@@ -17,7 +17,9 @@ import (
 // clusterHolding answers the chart's lookup with the objects a released
 // chart installed: Helm's engine asks it for a client per kind. The
 // objects are that chart's own render, as helm install wrote them.
-type clusterHolding struct{ client *dynamicfake.FakeDynamicClient }
+type clusterHolding struct {
+	client *dynamicfake.FakeDynamicClient
+}
 
 func (c clusterHolding) GetClientFor(apiVersion, kind string) (dynamic.NamespaceableResourceInterface, bool, error) {
 	gv, err := schema.ParseGroupVersion(apiVersion)
