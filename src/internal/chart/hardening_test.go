@@ -333,3 +333,15 @@ func TestRolloutDuringVaultOutage(t *testing.T) {
 		})
 	}
 }
+
+// TestNoServiceLinks: the DaemonSet's pod gets no service-link variables.
+// With the metrics Service on, the kubelet would otherwise add
+// VAULT_KMS_PLUGIN_METRICS_SERVICE_HOST and the like, named like settings.
+func TestNoServiceLinks(t *testing.T) {
+	for _, file := range []string{"testdata/vault-values.yaml", "../../../charts/vault-kms-plugin/ci/token-values.yaml"} {
+		ds := render(t, valuesFrom(t, []string{file})).daemonSet(t)
+		if l := ds.Spec.Template.Spec.EnableServiceLinks; l == nil || *l {
+			t.Errorf("%s: enableServiceLinks is not false", file)
+		}
+	}
+}

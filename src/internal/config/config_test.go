@@ -229,6 +229,24 @@ func TestEveryFieldIsAKnownName(t *testing.T) {
 	}
 }
 
+// TestServiceLinksAreNotSettings: the variables the kubelet adds for a
+// Service such as vault-kms-plugin-metrics are not refused.
+func TestServiceLinksAreNotSettings(t *testing.T) {
+	for _, name := range []string{
+		"VAULT_KMS_PLUGIN_METRICS_SERVICE_HOST", "VAULT_KMS_PLUGIN_METRICS_SERVICE_PORT",
+		"VAULT_KMS_PLUGIN_METRICS_SERVICE_PORT_HTTP_METRICS", "VAULT_KMS_PLUGIN_METRICS_PORT",
+		"VAULT_KMS_PLUGIN_METRICS_PORT_8787_TCP", "VAULT_KMS_PLUGIN_METRICS_PORT_8787_TCP_PROTO",
+		"VAULT_KMS_PLUGIN_METRICS_PORT_8787_TCP_PORT", "VAULT_KMS_PLUGIN_METRICS_PORT_8787_TCP_ADDR",
+	} {
+		if err := checkUnknown([]string{name + "=10.0.0.1"}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if err := checkUnknown([]string{"VAULT_KMS_PORTS=1"}); err == nil {
+		t.Error("VAULT_KMS_PORTS was accepted as a service link")
+	}
+}
+
 func TestEditDistance(t *testing.T) {
 	for _, tc := range []struct {
 		a, b string

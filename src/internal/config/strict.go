@@ -3,9 +3,16 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 )
+
+// serviceLinkRE matches the variables the kubelet adds for every Service of
+// the pod's namespace (a Service named vault-kms-plugin-metrics gives
+// VAULT_KMS_PLUGIN_METRICS_SERVICE_HOST, ..._PORT_8787_TCP_ADDR and so on):
+// they are not settings and must not stop the plugin.
+var serviceLinkRE = regexp.MustCompile(`_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$`)
 
 // pluginVarNames are the VAULT_KMS_* names of Config's fields, read from
 // their envconfig tags, so that a field added to Config is known here too.
@@ -27,7 +34,7 @@ func checkUnknown(environ []string) error {
 	var unknown []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, Prefix+"_") && !slices.Contains(known, name) {
+		if strings.HasPrefix(name, Prefix+"_") && !slices.Contains(known, name) && !serviceLinkRE.MatchString(name) {
 			unknown = append(unknown, name)
 		}
 	}
