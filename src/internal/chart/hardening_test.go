@@ -95,8 +95,7 @@ func TestSocketOwnership(t *testing.T) {
 				sock["hostDir"], sock["file"] = "/var/run/kmsplugin", "socket.sock"
 				vals["socket"] = sock
 				if static {
-					vals["staticPod"] = map[string]any{"enabled": true}
-					vals["auth"] = map[string]any{"method": "token", "token": map[string]any{"tokenFile": "/var/lib/vault-kms-plugin/token"}}
+					asStaticPod(vals)
 				}
 				rel, err := install(loadChart(t), vals, kubeVersion)
 				if tc.refused != "" {
@@ -136,6 +135,13 @@ func TestSocketOwnership(t *testing.T) {
 	}
 }
 
+// asStaticPod turns vals into a static pod's, with a token file for auth
+// since the static pod has no service-account token.
+func asStaticPod(vals map[string]any) {
+	vals["staticPod"] = map[string]any{"enabled": true}
+	vals["auth"] = map[string]any{"method": "token", "token": map[string]any{"tokenFile": "/var/lib/vault-kms-plugin/token"}}
+}
+
 // staticPod is the only Pod of a static-pod render.
 func staticPod(t testing.TB, r *rendered) *corev1.Pod {
 	t.Helper()
@@ -159,8 +165,7 @@ func TestStatusGrace(t *testing.T) {
 				vals := valuesFrom(t, []string{"testdata/vault-values.yaml"})
 				vals["statusGrace"] = tc.grace
 				if static {
-					vals["staticPod"] = map[string]any{"enabled": true}
-					vals["auth"] = map[string]any{"method": "token", "token": map[string]any{"tokenFile": "/var/lib/vault-kms-plugin/token"}}
+					asStaticPod(vals)
 				}
 				rel, err := install(loadChart(t), vals, kubeVersion)
 				if tc.refused {
@@ -255,8 +260,7 @@ func TestGoMemLimit(t *testing.T) {
 					vals["extraEnv"] = valuesYAML(t, "e: "+tc.extraEnv)["e"]
 				}
 				if static {
-					vals["staticPod"] = map[string]any{"enabled": true}
-					vals["auth"] = map[string]any{"method": "token", "token": map[string]any{"tokenFile": "/var/lib/vault-kms-plugin/token"}}
+					asStaticPod(vals)
 				}
 				r := render(t, vals)
 				var c corev1.Container
