@@ -1,6 +1,10 @@
 package chart
 
 import (
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -283,6 +287,9 @@ func TestGoMemLimit(t *testing.T) {
 				if env["GOMEMLIMIT"] != tc.want {
 					t.Fatalf("GOMEMLIMIT = %q, want %q", env["GOMEMLIMIT"], tc.want)
 				}
+				if got := goRuntimeMemoryLimit(t, env["GOMEMLIMIT"]); tc.want != "" && tc.extraEnv == "" && strconv.FormatInt(got, 10) != tc.want {
+					t.Errorf("the Go runtime's memory limit with GOMEMLIMIT=%s is %d", env["GOMEMLIMIT"], got)
+				}
 				if limit, ok := c.Resources.Limits[corev1.ResourceMemory]; ok && tc.extraEnv == "" {
 					// Go reads a plain number as bytes.
 					bytes, err := strconv.ParseInt(env["GOMEMLIMIT"], 10, 64)
@@ -348,4 +355,35 @@ func TestNoServiceLinks(t *testing.T) {
 			t.Errorf("%s: enableServiceLinks is not false", file)
 		}
 	}
+}
+
+// memLimitProbeEnv makes the test binary print the Go runtime's memory
+// limit and exit: TestGoMemLimit starts it with the GOMEMLIMIT the kubelet
+// would give the plugin, so that a value the runtime refuses (it aborts at
+// start on a malformed one) fails the test.
+const memLimitProbeEnv = "CHART_TEST_PRINT_MEMORY_LIMIT"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(memLimitProbeEnv) != "" {
+		fmt.Print(debug.SetMemoryLimit(-1))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// goRuntimeMemoryLimit is the memory limit a Go process started with
+// GOMEMLIMIT=value runs with.
+func goRuntimeMemoryLimit(t *testing.T, value string) int64 {
+	t.Helper()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = []string{memLimitProbeEnv + "=1", "GOMEMLIMIT=" + value}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("a Go process with GOMEMLIMIT=%q does not start: %v: %s", value, err, out)
+	}
+	n, err := strconv.ParseInt(string(out), 10, 64)
+	if err != nil {
+		t.Fatalf("memory limit %q: %v", out, err)
+	}
+	return n
 }
