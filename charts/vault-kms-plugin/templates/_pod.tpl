@@ -53,6 +53,8 @@ Node directories mounted whole (hostPath type Directory), as a JSON list: the
 directories of the files the plugin re-reads (a Vault token, an AppRole
 secret_id). A file mount would keep showing the old file once a new one is
 renamed over it, as Vault Agent does; a directory mount sees the new one.
+So the directory must hold nothing else of the node's: checkHostDirs refuses
+the shared ones.
 */}}
 {{- define "vault-kms-plugin.hostDirs" -}}
 {{- $dirs := list }}
@@ -91,6 +93,13 @@ VAULT_ADDR: {{ .Values.addr | quote }}
 VAULT_KMS_KEY_NAMES: {{ join "," .Values.keyNames | quote }}
 VAULT_KMS_TRANSIT_PATH: {{ .Values.transitPath | quote }}
 VAULT_KMS_LISTEN: {{ include "vault-kms-plugin.endpoint" . | quote }}
+VAULT_KMS_SOCKET_MODE: {{ .Values.socket.mode | quote }}
+{{- if not (kindIs "invalid" .Values.socket.group) }}
+VAULT_KMS_SOCKET_GROUP: {{ int .Values.socket.group | toString | quote }}
+{{- end }}
+{{- with .Values.statusGrace }}
+VAULT_KMS_STATUS_GRACE: {{ . | quote }}
+{{- end }}
 VAULT_KMS_HEALTH_ADDR: {{ printf "%s:%d" (include "vault-kms-plugin.healthHost" (dict "root" . "static" $static)) (int .Values.health.port) | quote }}
 VAULT_KMS_LOG_LEVEL: {{ .Values.logLevel | quote }}
 VAULT_KMS_LOG_FORMAT: {{ .Values.logFormat | quote }}
@@ -134,9 +143,9 @@ VAULT_NAMESPACE: {{ . | quote }}
 
 {{/*
 The static pod's env: the settings of vault-kms-plugin.env inline, since a
-static pod can read no ConfigMap, then extraEnv. A setting that extraEnv also
-names is left out, so that extraEnv wins, as it does over the DaemonSet's
-envFrom.
+static pod can read no ConfigMap, then GOMEMLIMIT, then extraEnv. A setting
+that extraEnv also names is left out, so that extraEnv wins, as it does over
+the DaemonSet's envFrom.
 */}}
 {{- define "vault-kms-plugin.inlineEnv" -}}
 {{- $env := include "vault-kms-plugin.env" (dict "root" . "static" true) | fromYaml }}
@@ -148,9 +157,38 @@ env:
   - name: {{ $name }}
     value: {{ $value | quote }}
   {{- end }}
+  {{- with include "vault-kms-plugin.memoryLimitEnv" . }}
+  {{- . | nindent 2 }}
+  {{- end }}
   {{- with .Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
+{{- end }}
+
+{{/*
+GOMEMLIMIT from the container's memory limit, as env entries, when
+resources.limits.memory is set and extraEnv does not set GOMEMLIMIT itself.
+The downward API gives the limit in MiB (divisor 1Mi), and GOMEMLIMIT reads
+that number followed by six zeros as bytes: 10^6/2^20, 95.4% of the limit.
+No closer fraction can be written: the divisor must be a unit, and
+GOMEMLIMIT knows no decimal unit (MB).
+*/}}
+{{- define "vault-kms-plugin.memoryLimitEnv" -}}
+{{- $limits := (.Values.resources | default dict).limits | default dict }}
+{{- $own := false }}
+{{- range .Values.extraEnv }}
+{{- if eq .name "GOMEMLIMIT" }}{{ $own = true }}{{ end }}
+{{- end }}
+{{- if and $limits.memory (not $own) -}}
+- name: MEMORY_LIMIT_MIB
+  valueFrom:
+    resourceFieldRef:
+      containerName: vault-kms-plugin
+      resource: limits.memory
+      divisor: 1Mi
+- name: GOMEMLIMIT
+  value: "$(MEMORY_LIMIT_MIB)000000"
+{{- end }}
 {{- end }}
 
 {{/*
@@ -314,7 +352,10 @@ the kubelet probes it.
 The liveness and readiness probes on the health server. Call it with (dict
 "root" $ "static" <bool>): the DaemonSet's pod probes its named port, the
 static pod the port number; both name host 127.0.0.1 when the health server
-listens on the node's loopback only (healthHost).
+listens on the node's loopback only (healthHost). Readiness is /livez, which
+needs no Vault, unless rollout.readinessFollowsVault: the DaemonSet
+controller replaces unready pods all at once, so a readiness on Vault turns
+an upgrade during a Vault outage into every plugin restarting together.
 */}}
 {{- define "vault-kms-plugin.probes" -}}
 {{- $static := .static }}
@@ -339,7 +380,7 @@ readinessProbe:
     {{- if eq (include "vault-kms-plugin.healthHost" (dict "root" . "static" $static)) "127.0.0.1" }}
     host: 127.0.0.1
     {{- end }}
-    path: /readyz
+    path: {{ ternary "/readyz" "/livez" .Values.rollout.readinessFollowsVault }}
     port: {{ $port }}
   periodSeconds: 5
   timeoutSeconds: 3

@@ -7,6 +7,8 @@ is here, so that the refusals read as one list.
 Refuses values the DaemonSet cannot honour.
 */}}
 {{- define "vault-kms-plugin.checkDaemonSet" -}}
+{{- include "vault-kms-plugin.checkHostDirs" . }}
+{{- include "vault-kms-plugin.checkSocket" . }}
 {{- if include "vault-kms-plugin.jwtFile" . }}
 {{- fail "auth.kubernetes.jwtFile is for the static pod only (staticPod.enabled): the DaemonSet logs in with its own projected service-account token. Remove it." }}
 {{- end }}
@@ -18,6 +20,8 @@ kubelet from a file, before and without the apiserver: it can reference no
 API object (no ServiceAccount, ConfigMap or Secret).
 */}}
 {{- define "vault-kms-plugin.checkStaticPod" -}}
+{{- include "vault-kms-plugin.checkHostDirs" . }}
+{{- include "vault-kms-plugin.checkSocket" . }}
 {{- if and (eq .Values.auth.method "kubernetes") (not (include "vault-kms-plugin.jwtFile" .)) }}
 {{- fail "staticPod.enabled with auth.method kubernetes needs auth.kubernetes.jwtFile, a file on the node holding the JWT to log in with: a static pod has no service-account token. Or use auth.method approle or token, which need nothing from the cluster." }}
 {{- end }}
@@ -38,5 +42,79 @@ API object (no ServiceAccount, ConfigMap or Secret).
 {{- if and $e.valueFrom (or (hasKey $e.valueFrom "configMapKeyRef") (hasKey $e.valueFrom "secretKeyRef")) }}
 {{- fail (printf "staticPod.enabled: extraEnv %s comes from a ConfigMap or a Secret, which a static pod cannot read: give its value inline." $e.name) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Directories of the node that hold far more than one credential; the binary
+refuses the same (SharedHostDirs and SharedHostTrees in
+src/internal/config/hostdirs.go). A directory in the first list is refused
+itself; in the second, it and everything below it.
+*/}}
+{{- define "vault-kms-plugin.sharedHostDirs" -}}
+["/", "/bin", "/boot", "/etc", "/etc/cni", "/etc/kubernetes", "/etc/kubernetes/manifests", "/etc/rancher", "/etc/ssl", "/etc/ssl/certs", "/home", "/lib", "/opt", "/root", "/run", "/sbin", "/srv", "/tmp", "/usr", "/var", "/var/lib", "/var/lib/docker", "/var/lib/rancher", "/var/log", "/var/run", "/var/tmp"]
+{{- end }}
+{{- define "vault-kms-plugin.sharedHostTrees" -}}
+["/dev", "/proc", "/sys", "/etc/kubernetes/pki", "/var/lib/etcd", "/var/lib/kubelet", "/var/lib/containerd", "/run/containerd", "/var/run/containerd", "/run/crio", "/var/run/crio", "/run/k3s", "/var/run/k3s"]
+{{- end }}
+
+{{/*
+Refuses a node directory the chart would mount whole (the socket's, and
+those of the files the plugin re-reads) when it is shared with the node's
+other files: mounted into a root container, /run holds the container
+runtime's socket, /etc/kubernetes the cluster's keys.
+*/}}
+{{- define "vault-kms-plugin.checkHostDirs" -}}
+{{- $mounts := list (list "socket.hostDir" (include "vault-kms-plugin.socketDir" .)) }}
+{{- if eq .Values.auth.method "token" }}
+{{- $mounts = append $mounts (list "auth.token.tokenFile" (dir .Values.auth.token.tokenFile)) }}
+{{- end }}
+{{- if eq .Values.auth.method "approle" }}
+{{- $mounts = append $mounts (list "auth.approle.secretIdFile" (dir .Values.auth.approle.secretIdFile)) }}
+{{- end }}
+{{- if and .Values.staticPod.enabled (eq .Values.auth.method "kubernetes") (include "vault-kms-plugin.jwtFile" .) }}
+{{- $mounts = append $mounts (list "auth.kubernetes.jwtFile" (dir (include "vault-kms-plugin.jwtFile" .))) }}
+{{- end }}
+{{- $dirs := include "vault-kms-plugin.sharedHostDirs" . | fromJsonArray }}
+{{- $trees := include "vault-kms-plugin.sharedHostTrees" . | fromJsonArray }}
+{{- range $m := $mounts }}
+{{- $setting := index $m 0 }}
+{{- $d := clean (printf "/%s" (index $m 1)) }}
+{{- $shared := has $d $dirs }}
+{{- range $tree := $trees }}
+{{- if or (eq $d $tree) (hasPrefix (printf "%s/" $tree) $d) }}{{ $shared = true }}{{ end }}
+{{- end }}
+{{- if $shared }}
+{{- fail (printf "%s: the chart would mount the node's directory %s whole into a root container, and %s is shared with the node's other files (the container runtime's socket, the cluster's keys, other pods' volumes). Put the file in a directory of its own, e.g. /var/lib/vault-kms-plugin/%s." $setting $d $d (ternary "socket.sock" "token" (eq $setting "socket.hostDir"))) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses a socket group that the socket's mode gives no access to.
+*/}}
+{{- define "vault-kms-plugin.checkSocket" -}}
+{{- if and (not (kindIs "invalid" .Values.socket.group)) (ne (int .Values.socket.group) 0) }}
+{{- $groupBits := regexFind "[0-7]$" (trimSuffix (regexFind "[0-7]$" .Values.socket.mode) .Values.socket.mode) }}
+{{- if not (has $groupBits (list "6" "7")) }}
+{{- fail (printf "socket.group %d gets no access with socket.mode %q: give the group read and write, e.g. socket.mode \"0660\"." (int .Values.socket.group) .Values.socket.mode) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses an upgrade that moves the socket, unless socket.moveAcknowledged:
+kube-apiserver's EncryptionConfiguration names the old path and it would
+decrypt nothing until that file is changed too. Call it with (dict "root" $
+"previous" <the release's ConfigMap in the cluster, from lookup>). Without a
+cluster (helm template, --dry-run) lookup finds nothing and nothing is
+compared.
+*/}}
+{{- define "vault-kms-plugin.checkSocketMove" -}}
+{{- $root := .root }}
+{{- $was := (.previous | default dict).data | default dict }}
+{{- $now := include "vault-kms-plugin.endpoint" $root }}
+{{- if and $root.Release.IsUpgrade $was.VAULT_KMS_LISTEN (ne $was.VAULT_KMS_LISTEN $now) (not $root.Values.socket.moveAcknowledged) }}
+{{- fail (printf "socket.hostDir/socket.file move the plugin's socket from %s to %s, but kube-apiserver's EncryptionConfiguration names %s: after this upgrade it could decrypt nothing until that file changes too. Keep the old socket.hostDir and socket.file, or, to move it on purpose (see the chart's README, \"Moving the socket\"), set socket.moveAcknowledged=true for this upgrade." $was.VAULT_KMS_LISTEN $now $was.VAULT_KMS_LISTEN) }}
 {{- end }}
 {{- end }}

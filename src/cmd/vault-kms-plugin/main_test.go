@@ -121,11 +121,27 @@ func TestBadConfigurationStopsStartupNamingTheVariable(t *testing.T) {
 		{map[string]string{"VAULT_ADDR": "http://127.0.0.1:1"}, "VAULT_KMS_KEY_NAMES is required"},
 		{map[string]string{"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TOKEN": "t", "VAULT_KMS_KEY_NAMES": "k", "VAULT_KMS_VAULT_TIMEOUT": "soon"}, "VAULT_KMS_VAULT_TIMEOUT"},
 		{map[string]string{"VAULT_TOKEN": "t", "VAULT_KMS_KEY_NAMES": "k"}, "VAULT_ADDR is not set"},
+		{map[string]string{"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TOKEN": "t", "VAULT_KMS_KEY_NAMES": "k", "VAULT_KMS_TRANSIT_MOUNT": "transit"}, "VAULT_KMS_TRANSIT_MOUNT is not a setting of this plugin: did you mean VAULT_KMS_TRANSIT_PATH?"},
+		{map[string]string{"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TOKEN": "t", "VAULT_KMS_KEY_NAMES": "k", "VAULT_AGENT_ADDR": "http://127.0.0.1:2"}, "VAULT_AGENT_ADDR"},
+		{map[string]string{"VAULT_ADDR": "http://127.0.0.1:1", "VAULT_TOKEN": "t", "VAULT_KMS_KEY_NAMES": "k", "VAULT_KMS_LISTEN": "unix:///@kms"}, "is an abstract socket"},
 	} {
 		p := startPlugin(t, tc.env)
 		if code := p.wait(t); code != 2 || !strings.Contains(p.logs.String(), tc.want) {
 			t.Errorf("exit %d, output %q; want 2 and %q", code, p.logs.String(), tc.want)
 		}
+	}
+}
+
+// TestIgnoredSettingIsLogged: a setting the auth method does not read is
+// logged as a warning naming it, and the plugin serves.
+func TestIgnoredSettingIsLogged(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	sock := filepath.Join(t.TempDir(), "kms.sock")
+	p := startPlugin(t, pluginEnv(v, sock, map[string]string{"VAULT_KMS_APPROLE_ROLE_ID": "some-role"}))
+	waitHealthy(t, sock)
+	if want := "VAULT_KMS_APPROLE_ROLE_ID is set but VAULT_KMS_AUTH_METHOD=token does not read it"; !strings.Contains(p.logs.String(), want) {
+		t.Fatalf("log %q does not warn %q", p.logs.String(), want)
 	}
 }
 

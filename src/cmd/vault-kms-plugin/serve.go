@@ -28,6 +28,9 @@ import (
 // server on the socket; health and metrics sit beside them.
 func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	log := logging.New(logw, cfg.LogFormat, cfg.LogLevel)
+	for _, w := range cfg.Warnings() {
+		log.Warn("setting ignored: " + w)
+	}
 	if os.Getenv("GOGC") == "" {
 		// The heap is small (tens of MiB) and short-lived garbage per call
 		// dominates: collecting half as often cut CPU per call under load
@@ -58,7 +61,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	m.WatchKey(svc.KeyVersion)
 
-	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode())
+	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode(), cfg.SocketGID())
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func TestDaemonSetDefaults(t *testing.T) {
 		{"capabilities.drop", c.SecurityContext.Capabilities.Drop, []corev1.Capability{"ALL"}},
 		{"capabilities.add", len(c.SecurityContext.Capabilities.Add), 0},
 		{"liveness path", c.LivenessProbe.HTTPGet.Path, "/livez"},
-		{"readiness path", c.ReadinessProbe.HTTPGet.Path, "/readyz"},
+		{"readiness path (needs no Vault)", c.ReadinessProbe.HTTPGet.Path, "/livez"},
 		{"health port", c.Ports[0].ContainerPort, int32(8787)},
 	} {
 		if !equal(tc.got, tc.want) {

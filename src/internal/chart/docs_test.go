@@ -62,6 +62,7 @@ func TestPlatformsDoc(t *testing.T) {
 	}
 
 	configs := map[string][]string{} // section -> "v1"/"v2" per configuration
+	var talosEC []byte
 	valuesFiles := 0
 	for _, b := range codeBlocks(t, doc) {
 		if b.lang != "yaml" {
@@ -76,6 +77,19 @@ func TestPlatformsDoc(t *testing.T) {
 		switch {
 		case m["kind"] == "EncryptionConfiguration":
 			ec = []byte(b.text)
+		case m["kind"] == "KubeEtcdEncryptionConfig":
+			// Talos: the file without apiVersion and kind, under config.
+			inner, ok := m["config"].(map[string]any)
+			if !ok {
+				t.Errorf("line %d: KubeEtcdEncryptionConfig without config", b.line)
+				continue
+			}
+			if _, ok := inner["kind"]; ok {
+				t.Errorf("line %d: KubeEtcdEncryptionConfig's config must not hold kind", b.line)
+			}
+			inner["apiVersion"], inner["kind"] = "apiserver.config.k8s.io/v1", "EncryptionConfiguration"
+			ec, _ = yaml.Marshal(inner)
+			talosEC = ec
 		case dig(m, "services", "kube-api", "secrets_encryption_config", "custom_config") != nil:
 			kubeAPI := dig(m, "services", "kube-api").(map[string]any)
 			if !slices.Contains(kubeAPI["extra_binds"].([]any), any("/var/run/kmsplugin:/var/run/kmsplugin")) {
@@ -109,19 +123,27 @@ func TestPlatformsDoc(t *testing.T) {
 		"The EncryptionConfiguration": {"v2", "v1"},
 		"kubeadm":                     {"v2"},
 		"RKE (Rancher Kubernetes Engine, `cluster.yaml`)": {"v2", "v1"},
-		"RKE2": {"v2", "v1"},
-		"k3s":  {"v2", "v1"},
-		"kind": {"identity", "v2"},
+		"RKE2":  {"v2", "v1"},
+		"k3s":   {"v2", "v1"},
+		"kind":  {"identity", "v2"},
+		"Talos": {"v2"},
 	} {
 		if !slices.Equal(configs[section], want) {
 			t.Errorf("section %q: EncryptionConfigurations %v, want %v", section, configs[section], want)
 		}
 	}
-	if len(configs) != 6 {
+	if len(configs) != 7 {
 		t.Errorf("EncryptionConfigurations in sections %v", slices.Sorted(maps.Keys(configs)))
 	}
-	if valuesFiles < 2 {
-		t.Errorf("%d chart values files (# <name>-values.yaml blocks), want RKE's and RKE2's", valuesFiles)
+	if valuesFiles < 3 {
+		t.Errorf("%d chart values files (# <name>-values.yaml blocks), want RKE's, RKE2's and Talos'", valuesFiles)
+	}
+	// Talos' own secretbox provider stays, second, so that the Secrets it
+	// encrypted stay readable.
+	var talos apiserverv1.EncryptionConfiguration
+	if err := strictYAML(talosEC, &talos); err != nil || len(talos.Resources) != 1 ||
+		len(talos.Resources[0].Providers) != 3 || talos.Resources[0].Providers[1].Secretbox == nil {
+		t.Errorf("Talos: want kms, then Talos' secretbox, then identity: %v %+v", err, talos)
 	}
 
 	// Each platform's section checks etcd, and the page says what
@@ -149,6 +171,12 @@ func TestPlatformsDoc(t *testing.T) {
 		"cachesize: 1000",
 		"/var/run/kmsplugin:/var/run/kmsplugin",
 		"--encryption-provider-config=/etc/kubernetes/enc/encryption-config.yaml",
+		// Talos: its apiserver is not root, and it writes the file itself.
+		"group: 65534",
+		"mode: \"0660\"",
+		"kind: KubeEtcdEncryptionConfig",
+		"extraVolumes:",
+		"mountPath: /var/run/kmsplugin",
 	} {
 		if !strings.Contains(strings.Join(strings.Fields(doc), " "), strings.Join(strings.Fields(want), " ")) {
 			t.Errorf("docs/platforms.md lacks %q", want)

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -323,13 +325,42 @@ func (r *rendered) containerEnv(t testing.TB, c corev1.Container) map[string]str
 			env[k] = v
 		}
 	}
-	for _, e := range c.Env {
-		if e.ValueFrom != nil {
-			t.Fatalf("env %s: valueFrom is not expected", e.Name)
-		}
-		env[e.Name] = e.Value
-	}
+	resolveEnv(t, c, env)
 	return env
+}
+
+// resolveEnv adds c's env to env as the kubelet resolves it: a
+// resourceFieldRef is the container's resource divided by the divisor,
+// rounded up, and $(NAME) is the value of an earlier variable. Any other
+// valueFrom fails the test: it would need the apiserver.
+func resolveEnv(t testing.TB, c corev1.Container, env map[string]string) {
+	t.Helper()
+	ref := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = ref.ReplaceAllStringFunc(e.Value, func(m string) string {
+				name := ref.FindStringSubmatch(m)[1]
+				if v, ok := env[name]; ok {
+					return v
+				}
+				return m
+			})
+		case e.ValueFrom.ResourceFieldRef != nil:
+			rf := e.ValueFrom.ResourceFieldRef
+			if rf.ContainerName != c.Name || rf.Resource != "limits.memory" {
+				t.Fatalf("env %s: resourceFieldRef %+v, want limits.memory of %s", e.Name, rf, c.Name)
+			}
+			limit, ok := c.Resources.Limits[corev1.ResourceMemory]
+			if !ok {
+				t.Fatalf("env %s reads limits.memory, which the container does not set", e.Name)
+			}
+			div := rf.Divisor.Value()
+			env[e.Name] = strconv.FormatInt((limit.Value()+div-1)/div, 10)
+		default:
+			t.Fatalf("env %s: valueFrom %+v is not expected", e.Name, e.ValueFrom)
+		}
+	}
 }
 
 func volumeByName(t testing.TB, vols []corev1.Volume, name string) corev1.Volume {

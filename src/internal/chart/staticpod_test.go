@@ -126,7 +126,7 @@ func TestStaticPod(t *testing.T) {
 				{"liveness path", c.LivenessProbe.HTTPGet.Path, "/livez"},
 				{"readiness host", c.ReadinessProbe.HTTPGet.Host, "127.0.0.1"},
 				{"readiness port", c.ReadinessProbe.HTTPGet.Port.IntValue(), port},
-				{"readiness path", c.ReadinessProbe.HTTPGet.Path, "/readyz"},
+				{"readiness path", c.ReadinessProbe.HTTPGet.Path, "/livez"},
 			} {
 				if !equal(tc.got, tc.want) {
 					t.Errorf("%s = %v, want %v", tc.what, tc.got, tc.want)
@@ -139,16 +139,17 @@ func TestStaticPod(t *testing.T) {
 					t.Errorf("volume %q is neither a hostPath nor an emptyDir: %+v", v.Name, v.VolumeSource)
 				}
 			}
-			env := map[string]string{}
+			seen := map[string]bool{}
 			for _, e := range c.Env {
-				if e.ValueFrom != nil {
-					t.Errorf("env %s: valueFrom, want an inline value", e.Name)
-				}
-				if _, dup := env[e.Name]; dup {
+				if seen[e.Name] {
 					t.Errorf("env %s is set twice", e.Name)
 				}
-				env[e.Name] = e.Value
+				seen[e.Name] = true
 			}
+			// The kubelet resolves a resourceFieldRef itself; any other
+			// valueFrom fails here.
+			env := map[string]string{}
+			resolveEnv(t, c, env)
 
 			// The plugin accepts the environment, and it says what the pod
 			// around it does.

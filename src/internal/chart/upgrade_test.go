@@ -102,6 +102,11 @@ var envChangesAllowed = map[string]string{
 	// 0.2.0 runs on the node's network by default, where /metrics stays on
 	// the node's loopback unless the values ask for it (CHANGELOG.md).
 	"VAULT_KMS_HEALTH_ADDR": "hostNetwork is the default; the health server listens on the node's 127.0.0.1",
+	// 0.2.0 writes socket.mode out; its default is the binary's own.
+	"VAULT_KMS_SOCKET_MODE": "socket.mode is written out; its default 0600 is the plugin's own default",
+	// 0.2.0 derives GOMEMLIMIT from resources.limits.memory.
+	"MEMORY_LIMIT_MIB": "the container's memory limit, read by GOMEMLIMIT",
+	"GOMEMLIMIT":       "the Go runtime collects harder near the container's memory limit",
 }
 
 // TestUpgradeFromReleasedChart renders every released chart and the

@@ -36,6 +36,7 @@ type Config struct {
 	TransitPath string   `envconfig:"TRANSIT_PATH" default:"transit" desc:"mount path of the transit engine; /transit and transit are the same"`
 	Listen      string   `envconfig:"LISTEN" default:"unix:///var/run/kmsplugin/socket.sock" desc:"socket to serve on, written as the EncryptionConfiguration endpoint"`
 	SocketMode  string   `envconfig:"SOCKET_MODE" default:"0600" desc:"file mode of the socket, octal"`
+	SocketGroup string   `envconfig:"SOCKET_GROUP" desc:"numeric group id the socket is given to (default: the plugin's own, root); give the group access with SOCKET_MODE, e.g. 0660"`
 
 	AuthMethod          string `envconfig:"AUTH_METHOD" default:"token" desc:"token, kubernetes, approle or cert"`
 	AuthMount           string `envconfig:"AUTH_MOUNT" desc:"auth mount path (default: the method's name)"`
@@ -57,6 +58,10 @@ type Config struct {
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
+
+	// warnings are settings that do no harm but that the plugin ignores;
+	// serve logs them.
+	warnings []string
 }
 
 // StandardVaultVars lists the Vault client variables the plugin honours, for
@@ -77,12 +82,20 @@ var StandardVaultVars = [][2]string{
 // batch_input longer than that is refused by any Vault.
 const maxBatchMaxItems = 10000
 
+// minKeyRefreshInterval is the floor of KeyRefreshInterval.
+const minKeyRefreshInterval = time.Second
+
 // keyNameRE is transit's own rule for key names; it also guarantees a name
 // never contains ':' which the ciphertext format relies on.
 var keyNameRE = regexp.MustCompile(`^\w(([\w.-]+)?\w)?$`)
 
-// Load reads and validates the configuration from the environment.
+// Load reads and validates the configuration from the environment. A
+// VAULT_KMS_* variable the plugin does not read is an error; one the
+// chosen auth method does not read is a warning (see Warnings).
 func Load() (*Config, error) {
+	if err := checkUnknown(os.Environ()); err != nil {
+		return nil, err
+	}
 	var c Config
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return nil, explain(err)
@@ -90,8 +103,12 @@ func Load() (*Config, error) {
 	if err := c.validate(os.Getenv); err != nil {
 		return nil, err
 	}
+	c.warnings = inapplicable(c.AuthMethod, os.Getenv)
 	return &c, nil
 }
+
+// Warnings are the settings Load found set but ignored, for the log.
+func (c *Config) Warnings() []string { return c.warnings }
 
 func explain(err error) error {
 	var pe *envconfig.ParseError
@@ -123,8 +140,15 @@ func (c *Config) validate(getenv func(string) string) error {
 	addr := getenv("VAULT_ADDR")
 	if addr == "" {
 		bad("VAULT_ADDR is not set: set it to your Vault's URL, e.g. VAULT_ADDR=https://vault.example.com:8200")
-	} else if u, err := url.Parse(addr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	} else if u, err := url.Parse(addr); err == nil && u.Scheme == "unix" {
+		bad("VAULT_ADDR=%q is a unix socket, which the plugin does not support: point VAULT_ADDR at a TCP listener of Vault Agent or Proxy instead, e.g. http://127.0.0.1:8100", addr)
+	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("VAULT_ADDR=%q is not an http(s) URL: write it as https://host:port", addr)
+	}
+	// vault/api sends every request to VAULT_AGENT_ADDR when it is set,
+	// past the VAULT_ADDR checked above.
+	if agent := getenv("VAULT_AGENT_ADDR"); agent != "" {
+		bad("VAULT_AGENT_ADDR=%q is set: the Vault client would send every request there instead of VAULT_ADDR; unset it, and to go through Vault Agent put its address in VAULT_ADDR", agent)
 	}
 
 	if len(c.KeyNames) == 0 {
@@ -155,11 +179,45 @@ func (c *Config) validate(getenv func(string) string) error {
 		bad("%s_BATCH_MAX_ITEMS=%d is out of range: use 1 to %d, and at most 300 against OpenBao's default request limits", Prefix, c.BatchMaxItems, maxBatchMaxItems)
 	}
 
-	if _, err := util.ParseEndpoint(c.Listen); err != nil || !strings.HasPrefix(c.Listen, "unix://") {
+	sock, err := util.ParseEndpoint(c.Listen)
+	switch {
+	case err != nil || !strings.HasPrefix(c.Listen, "unix://"):
 		bad("%s_LISTEN=%q is not a unix socket endpoint: write it like unix:///var/run/kmsplugin/socket.sock", Prefix, c.Listen)
+	case strings.HasPrefix(sock, "@"):
+		// An abstract socket has no file mode or owner: every process in
+		// the network namespace (the node's, for the chart) could call it.
+		bad("%s_LISTEN=%q is an abstract socket, which anyone on the node's network could call: use a socket file, e.g. unix:///var/run/kmsplugin/socket.sock", Prefix, c.Listen)
+	case !strings.HasPrefix(sock, "/"):
+		bad("%s_LISTEN=%q is a relative path: write an absolute one, e.g. unix:///var/run/kmsplugin/socket.sock", Prefix, c.Listen)
+	default:
+		if err := checkDedicatedDir(Prefix+"_LISTEN", path.Dir(sock)); err != nil {
+			errs = append(errs, err)
+		}
 	}
-	if m, err := strconv.ParseUint(c.SocketMode, 8, 32); err != nil || m > 0o777 {
+	mode, err := strconv.ParseUint(c.SocketMode, 8, 32)
+	if err != nil || mode > 0o777 {
 		bad("%s_SOCKET_MODE=%q is not an octal file mode: write it like 0600", Prefix, c.SocketMode)
+	}
+	if c.SocketGroup != "" {
+		gid, err := strconv.ParseUint(c.SocketGroup, 10, 31)
+		switch {
+		case err != nil:
+			bad("%s_SOCKET_GROUP=%q is not a numeric group id: write it like 65534", Prefix, c.SocketGroup)
+		case gid != 0 && mode&0o060 != 0o060:
+			bad("%s_SOCKET_GROUP=%s gets no access with %s_SOCKET_MODE=%s: give the group read and write, e.g. %s_SOCKET_MODE=0660", Prefix, c.SocketGroup, Prefix, c.SocketMode, Prefix)
+		}
+	}
+	// Not SA_TOKEN_FILE: in the DaemonSet it is the pod's projected token,
+	// not a file of the node (the chart checks the static pod's jwtFile).
+	for name, file := range map[string]string{
+		Prefix + "_TOKEN_FILE":             c.TokenFile,
+		Prefix + "_APPROLE_SECRET_ID_FILE": c.AppRoleSecretIDFile,
+	} {
+		if file != "" {
+			if err := checkDedicatedDir(name, path.Dir(file)); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 
 	c.AuthMount = strings.Trim(c.AuthMount, "/")
@@ -206,6 +264,11 @@ func (c *Config) validate(getenv func(string) string) error {
 			bad("%s_%s=%s must be positive", Prefix, name, d)
 		}
 	}
+	// Below a second the key's version would be read from Vault more often
+	// than the apiserver calls Status, for no rotation picked up sooner.
+	if c.KeyRefreshInterval > 0 && c.KeyRefreshInterval < minKeyRefreshInterval {
+		bad("%s_KEY_REFRESH_INTERVAL=%s is below the floor of %s: set it to %s or more (the default is 20s)", Prefix, c.KeyRefreshInterval, minKeyRefreshInterval, minKeyRefreshInterval)
+	}
 
 	if c.StatusGrace < 0 {
 		bad("%s_STATUS_GRACE=%s must not be negative: use 0 to fail Status as soon as Vault is unreachable, or a duration like 2m", Prefix, c.StatusGrace)
@@ -239,6 +302,16 @@ func ListenEndpoint() string {
 func (c *Config) SocketPath() string {
 	p, _ := util.ParseEndpoint(c.Listen)
 	return p
+}
+
+// SocketGID is SocketGroup parsed, or -1 when the socket keeps the
+// plugin's own group.
+func (c *Config) SocketGID() int {
+	if c.SocketGroup == "" {
+		return -1
+	}
+	gid, _ := strconv.Atoi(c.SocketGroup)
+	return gid
 }
 
 // SocketFileMode is SocketMode parsed.

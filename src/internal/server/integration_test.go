@@ -45,7 +45,7 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	transit := vault.NewTransit(sess, "transit", 2*time.Second, groupCommit)
 	svc := kms.New(transit, keys, time.Hour, log)
 	sock := filepath.Join(t.TempDir(), "kms.sock")
-	l, err := server.Listen(sock, 0o600)
+	l, err := server.Listen(sock, 0o600, -1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,10 +12,12 @@ import (
 	"time"
 )
 
-// Listen listens on a unix socket at path. It creates the parent directory,
-// removes a socket left behind by a dead plugin (one nothing answers on),
-// and refuses to touch anything else found at path.
-func Listen(path string, mode os.FileMode) (net.Listener, error) {
+// Listen listens on a unix socket at path, with the file mode mode and,
+// when gid is not -1, the group gid (so that a kube-apiserver that is not
+// root, as on Talos, can open it). It creates the parent directory, removes
+// a socket left behind by a dead plugin (one nothing answers on), and
+// refuses to touch anything else found at path.
+func Listen(path string, mode os.FileMode, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("create socket directory (VAULT_KMS_LISTEN): %w", err)
 	}
@@ -36,6 +38,14 @@ func Listen(path string, mode os.FileMode) (net.Listener, error) {
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s (VAULT_KMS_LISTEN): %w", path, err)
+	}
+	// The group first: between the two calls the socket is then never open
+	// to a group it was not meant for.
+	if gid != -1 {
+		if err := os.Lchown(path, -1, gid); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("give socket %s to group %d (VAULT_KMS_SOCKET_GROUP): %w", path, gid, err)
+		}
 	}
 	if err := os.Chmod(path, mode); err != nil {
 		l.Close()
