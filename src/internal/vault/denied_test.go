@@ -1,7 +1,6 @@
 package vault_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,27 +34,21 @@ func policyWithout(missing []string, keys ...string) string {
 // auditCount counts the answers Vault's audit log holds for requests to path.
 func auditCount(t *testing.T, file, path string) int {
 	t.Helper()
-	f, err := os.Open(file)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
 	n := 0
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
+	for _, line := range strings.Split(string(b), "\n") {
 		var e struct {
 			Type    string `json:"type"`
 			Request struct {
 				Path string `json:"path"`
 			} `json:"request"`
 		}
-		if json.Unmarshal(sc.Bytes(), &e) == nil && e.Type == "response" && e.Request.Path == path {
+		if json.Unmarshal([]byte(line), &e) == nil && e.Type == "response" && e.Request.Path == path {
 			n++
 		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
 	}
 	return n
 }
@@ -201,5 +194,69 @@ func TestRefusedFreshTokensArePaced(t *testing.T) {
 		if vault.KindOf(err) != vault.Denied && vault.KindOf(err) != vault.DeadlineExceeded {
 			t.Fatalf("refused decrypt: %v", err)
 		}
+	}
+}
+
+func TestRateLimitedLoginWaitsAsVaultAsks(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	setupKMS(v)
+	login := appRole(t, v, "1h", "1h")
+	tr, s, obs, logs := start(t, v, login)
+	eventually(t, 5*time.Second, "logged in", func() bool { return s.Err() == nil })
+	roundTrip(t, tr)
+
+	// A quota on logins that blocks an address for a minute once it goes
+	// over one login a second, and says so in Retry-After.
+	v.Write("sys/quotas/config", map[string]any{"enable_rate_limit_response_headers": true})
+	v.Write("sys/quotas/rate-limit/logins", map[string]any{
+		"path": "auth/approle/login", "rate": 1, "interval": "1s", "block_interval": "60s",
+	})
+	secretID, err := os.ReadFile(login.SecretIDFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last error
+	for range 3 {
+		_, last = v.Client().Logical().Write("auth/approle/login", map[string]any{"role_id": login.RoleID, "secret_id": string(secretID)})
+	}
+	if vault.KindOf(last) != vault.LimitExceeded {
+		t.Fatalf("third login in a second: %v; want a 429 from the quota", last)
+	}
+	if err := v.Client().Auth().Token().RevokeTree(s.Client().Token()); err != nil {
+		t.Fatal(err)
+	}
+
+	stop := make(chan struct{})
+	time.AfterFunc(3*time.Second, func() { close(stop) })
+	errs := storm(1<<30, 8, stop, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		_, err := tr.ReadKey(ctx, "kube")
+		return err
+	})
+	if len(errs) == 0 {
+		t.Fatal("reads with a revoked token succeeded")
+	}
+	// One login, refused; the next waits the minute Vault asked for,
+	// whatever the refused reads ask for meanwhile (without Retry-After,
+	// MaxBackoff would allow one a second).
+	if n := obs.loginErrs.Load(); n != 1 {
+		t.Fatalf("%d refused logins in 3 s under a 60 s block; want 1", n)
+	}
+	var waits []time.Duration
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var e struct {
+			Msg     string        `json:"msg"`
+			RetryIn time.Duration `json:"retry_in"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Msg == "vault login failed; retrying" {
+			waits = append(waits, e.RetryIn)
+		}
+	}
+	if len(waits) != 1 || waits[0] < 30*time.Second {
+		t.Fatalf("waits after refused logins: %v; want one of about a minute", waits)
+	}
+	if err := s.Err(); err == nil || !strings.Contains(err.Error(), "429") {
+		t.Fatalf("Err() = %v; want the refused token and the rate limit", err)
 	}
 }
