@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -51,6 +52,10 @@ type Session struct {
 	AliveFor time.Duration
 
 	kick chan struct{}
+
+	// inUse is the token requests go out with and the count of logins
+	// that made it; read without mu on every request.
+	inUse atomic.Pointer[sent]
 
 	mu sync.Mutex
 	// logins counts successful logins, so that a caller refused with 403
@@ -124,9 +129,10 @@ type sent struct {
 
 // current is the token requests go out with now.
 func (s *Session) current() sent {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return sent{token: s.client.Token(), logins: s.logins}
+	if u := s.inUse.Load(); u != nil {
+		return *u
+	}
+	return sent{}
 }
 
 // relogin asks Run for a new login unless one succeeded since the count of
@@ -281,6 +287,7 @@ func (s *Session) attempt(ctx context.Context) (*api.Secret, error) {
 	s.hasTok = true
 	s.refused = false
 	s.logins++
+	s.inUse.Store(&sent{token: secret.Auth.ClientToken, logins: s.logins})
 	// A refusal of the old token must not end the new one's life.
 	select {
 	case <-s.kick:
