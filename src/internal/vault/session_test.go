@@ -308,19 +308,34 @@ func clientCert(t *testing.T) (certPEM, keyPEM []byte) {
 		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 }
 
-// noRenew is a policy under which a token cannot renew itself, whatever
-// the default policy grants: its first renewal fails at once.
-const noRenew = `path "auth/token/renew-self" { capabilities = ["deny"] }`
+// blockRenewals makes every renewal fail for a minute with a 429 from a
+// rate-limit quota on renew-self, which it trips. (A policy that denies
+// renew-self would not do: vault/api treats that token as not renewable.)
+func blockRenewals(t *testing.T, v *testvault.Server) {
+	t.Helper()
+	v.Write("sys/quotas/rate-limit/renewals", map[string]any{
+		"path": "auth/token/renew-self", "rate": 1, "interval": "1s", "block_interval": "60s",
+	})
+	c := v.Client()
+	c.SetToken(v.Token(&api.TokenCreateRequest{TTL: "1h"}))
+	var last error
+	for range 3 {
+		_, last = c.Auth().Token().RenewSelf(0)
+	}
+	if vault.KindOf(last) != vault.LimitExceeded {
+		t.Fatalf("third renewal in a second: %v; want a 429 from the quota", last)
+	}
+}
 
 func TestRenewalFailureKeepsTheTokenInUseWhileItLasts(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	setupKMS(v)
-	v.Policy("no-renew", noRenew)
 	// One use of the secret_id: the login after the failed renewal fails
 	// too, and the plugin has only the token it holds.
 	login := appRoleWith(t, v,
-		map[string]any{"token_policies": "kms,no-renew", "token_ttl": "8s", "token_max_ttl": "1h"},
+		map[string]any{"token_policies": "kms", "token_ttl": "8s", "token_max_ttl": "1h"},
 		map[string]any{"num_uses": 1})
+	blockRenewals(t, v)
 	tr, s, obs, _ := start(t, v, login)
 	eventually(t, 5*time.Second, "a failed renewal and a failed login", func() bool {
 		return obs.renewErrs.Load() > 0 && obs.loginErrs.Load() > 0
@@ -348,11 +363,11 @@ func TestRenewalFailureKeepsTheTokenInUseWhileItLasts(t *testing.T) {
 func TestReplacedTokensAreRevoked(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	setupKMS(v)
-	v.Policy("no-renew", noRenew)
+	blockRenewals(t, v)
 	// Long-lived tokens that cannot renew: each one is replaced about a
 	// second after the login that made it, and only revocation ends it.
 	login := appRoleWith(t, v,
-		map[string]any{"token_policies": "kms,no-renew", "token_ttl": "1h", "token_max_ttl": "1h"}, nil)
+		map[string]any{"token_policies": "kms", "token_ttl": "1h", "token_max_ttl": "1h"}, nil)
 	before := len(accessors(t, v))
 	tr, s, obs, _ := start(t, v, login)
 	eventually(t, 20*time.Second, "4 logins", func() bool { return obs.logins.Load() >= 4 })
