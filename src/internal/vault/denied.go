@@ -46,6 +46,12 @@ func (c *tokenCheck) fresh(aliveFor time.Duration) bool {
 // means. It returns nil when a new login replaced the token (the request is
 // worth sending again), and otherwise the error to give the caller.
 func (s *Session) afterDenied(ctx context.Context, used sent, denied error) error {
+	if s.current().logins != used.logins {
+		// A new token came since the request went out: try that one
+		// rather than look up the old, which would also displace the
+		// check of the token in use.
+		return nil
+	}
 	alive, err := s.tokenAlive(ctx, used.token)
 	switch {
 	case err != nil:
