@@ -19,12 +19,17 @@ type Login interface {
 	// CanLoginAgain reports whether a new login can replace a token that
 	// Vault rejects (false for a token given as a value).
 	CanLoginAgain() bool
+	// CreatesToken reports whether each login creates a token of the
+	// plugin's own, revoked once a new login replaces it. A token given as
+	// a value or in a file belongs to someone else (Vault Agent, say).
+	CreatesToken() bool
 }
 
 // StaticToken is a token given as a value: "logging in" checks it is alive.
 type StaticToken struct{ Token string }
 
 func (s StaticToken) CanLoginAgain() bool { return false }
+func (s StaticToken) CreatesToken() bool  { return false }
 
 func (s StaticToken) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	return lookupSelf(ctx, c, s.Token)
@@ -34,6 +39,7 @@ func (s StaticToken) Login(ctx context.Context, c *api.Client) (*api.Secret, err
 type TokenFile struct{ Path string }
 
 func (f TokenFile) CanLoginAgain() bool { return true }
+func (f TokenFile) CreatesToken() bool  { return false }
 
 func (f TokenFile) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	b, err := os.ReadFile(f.Path)
@@ -61,12 +67,7 @@ func (f TokenFile) Fingerprint() string {
 // lookupSelf turns a bare token into a Secret with its TTL, so that the same
 // renewal code serves tokens and logins.
 func lookupSelf(ctx context.Context, c *api.Client, token string) (*api.Secret, error) {
-	cl, err := c.Clone()
-	if err != nil {
-		return nil, err
-	}
-	cl.SetToken(token)
-	s, err := cl.Auth().Token().LookupSelfWithContext(ctx)
+	s, err := withToken(c, token).Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("look up token: %w", err)
 	}
@@ -94,6 +95,7 @@ func lookupSelf(ctx context.Context, c *api.Client, token string) (*api.Secret, 
 type Kubernetes struct{ Role, Mount, JWTFile string }
 
 func (k Kubernetes) CanLoginAgain() bool { return true }
+func (k Kubernetes) CreatesToken() bool  { return true }
 
 func (k Kubernetes) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	// The library reads the file when the method is built, so build it per
@@ -111,6 +113,7 @@ func (k Kubernetes) Login(ctx context.Context, c *api.Client) (*api.Secret, erro
 type AppRole struct{ RoleID, Mount, SecretIDFile string }
 
 func (a AppRole) CanLoginAgain() bool { return true }
+func (a AppRole) CreatesToken() bool  { return true }
 
 func (a AppRole) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	m, err := approle.NewAppRoleAuth(a.RoleID, &approle.SecretID{FromFile: a.SecretIDFile}, approle.WithMountPath(a.Mount))
@@ -128,6 +131,7 @@ func (a AppRole) Login(ctx context.Context, c *api.Client) (*api.Secret, error) 
 type Cert struct{ Role, Mount string }
 
 func (a Cert) CanLoginAgain() bool { return true }
+func (a Cert) CreatesToken() bool  { return true }
 
 func (a Cert) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
 	body := map[string]any{}

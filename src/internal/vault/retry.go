@@ -4,7 +4,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -95,22 +94,4 @@ func (r retryAfterRecorder) RoundTrip(req *http.Request) (*http.Response, error)
 		h.nanos.Store(int64(parseRetryAfter(res.Header.Get("Retry-After"), time.Now())))
 	}
 	return res, err
-}
-
-// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP
-// date. Anything else, or a time past, is no hint (0).
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.Atoi(v); err == nil {
-		if secs < 0 {
-			return 0
-		}
-		return time.Duration(min(secs, 3600)) * time.Second
-	}
-	if at, err := http.ParseTime(v); err == nil && at.After(now) {
-		return at.Sub(now)
-	}
-	return 0
 }

@@ -27,7 +27,7 @@ import (
 
 // countingObserver counts logins and renewals.
 type countingObserver struct {
-	logins, loginErrs, renews atomic.Int64
+	logins, loginErrs, renews, renewErrs atomic.Int64
 }
 
 func (o *countingObserver) Login(err error) {
@@ -37,11 +37,17 @@ func (o *countingObserver) Login(err error) {
 		o.logins.Add(1)
 	}
 }
-func (o *countingObserver) Renew(err error)       { o.renews.Add(1) }
+func (o *countingObserver) Renew(err error) {
+	o.renews.Add(1)
+	if err != nil {
+		o.renewErrs.Add(1)
+	}
+}
 func (o *countingObserver) TokenExpiry(time.Time) {}
 
 // start runs a session against v with login and returns its transit calls.
-func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit, *vault.Session, *countingObserver, *testvault.Buffer) {
+// tune changes the session's settings before it runs.
+func start(t *testing.T, v *testvault.Server, login vault.Login, tune ...func(*vault.Session)) (*vault.Transit, *vault.Session, *countingObserver, *testvault.Buffer) {
 	t.Helper()
 	t.Setenv("VAULT_ADDR", v.Addr)
 	t.Setenv("VAULT_TOKEN", "")
@@ -57,6 +63,9 @@ func start(t *testing.T, v *testvault.Server, login vault.Login) (*vault.Transit
 	s := vault.NewSession(c, login, 2*time.Second, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), obs)
 	s.PollInterval = 100 * time.Millisecond
 	s.MaxBackoff = time.Second
+	for _, f := range tune {
+		f(s)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { s.Run(ctx); close(done) }()
@@ -125,16 +134,22 @@ func TestStaticTokenExpiredIsReported(t *testing.T) {
 
 func appRole(t *testing.T, v *testvault.Server, ttl, maxTTL string) vault.AppRole {
 	t.Helper()
+	return appRoleWith(t, v, map[string]any{"token_policies": "kms", "token_ttl": ttl, "token_max_ttl": maxTTL}, nil)
+}
+
+// appRoleWith enables approle and returns the login of a role with the
+// given settings and a secret_id made with secretID's.
+func appRoleWith(t *testing.T, v *testvault.Server, role, secretID map[string]any) vault.AppRole {
+	t.Helper()
 	if err := v.Client().Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}); err != nil {
 		t.Fatal(err)
 	}
-	v.Write("auth/approle/role/kms", map[string]any{"token_policies": "kms", "token_ttl": ttl, "token_max_ttl": maxTTL})
-	roleID := v.Client().Logical()
-	sec, err := roleID.Read("auth/approle/role/kms/role-id")
+	v.Write("auth/approle/role/kms", role)
+	sec, err := v.Client().Logical().Read("auth/approle/role/kms/role-id")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sid := v.Write("auth/approle/role/kms/secret-id", nil)
+	sid := v.Write("auth/approle/role/kms/secret-id", secretID)
 	f := filepath.Join(t.TempDir(), "secret-id")
 	if err := os.WriteFile(f, []byte(sid.Data["secret_id"].(string)), 0o600); err != nil {
 		t.Fatal(err)
@@ -203,6 +218,11 @@ func TestTokenFileIsReadAgainWhenItChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 5*time.Second, "token b in use", func() bool { return s.Client().Token() == b })
+	// The file's tokens belong to whoever wrote them: a replaced one is
+	// not the plugin's to revoke.
+	if _, err := v.Client().Auth().Token().Lookup(a); err != nil {
+		t.Fatalf("replaced token from the file was revoked: %v", err)
+	}
 	if err := v.Client().Auth().Token().RevokeTree(a); err != nil {
 		t.Fatal(err)
 	}
@@ -286,4 +306,92 @@ func clientCert(t *testing.T) (certPEM, keyPEM []byte) {
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+}
+
+// blockRenewals makes every renewal fail for a minute with a 429 from a
+// rate-limit quota on renew-self, which it trips. (A policy that denies
+// renew-self would not do: vault/api treats that token as not renewable.)
+func blockRenewals(t *testing.T, v *testvault.Server) {
+	t.Helper()
+	v.Write("sys/quotas/rate-limit/renewals", map[string]any{
+		"path": "auth/token/renew-self", "rate": 1, "interval": "1s", "block_interval": "60s",
+	})
+	c := v.Client()
+	c.SetToken(v.Token(&api.TokenCreateRequest{TTL: "1h"}))
+	var last error
+	for range 3 {
+		_, last = c.Auth().Token().RenewSelf(0)
+	}
+	if vault.KindOf(last) != vault.LimitExceeded {
+		t.Fatalf("third renewal in a second: %v; want a 429 from the quota", last)
+	}
+}
+
+func TestRenewalFailureKeepsTheTokenInUseWhileItLasts(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	setupKMS(v)
+	// One use of the secret_id: the login after the failed renewal fails
+	// too, and the plugin has only the token it holds.
+	login := appRoleWith(t, v,
+		map[string]any{"token_policies": "kms", "token_ttl": "8s", "token_max_ttl": "1h"},
+		map[string]any{"num_uses": 1})
+	blockRenewals(t, v)
+	tr, s, obs, _ := start(t, v, login)
+	eventually(t, 5*time.Second, "a failed renewal and a failed login", func() bool {
+		return obs.renewErrs.Load() > 0 && obs.loginErrs.Load() > 0
+	})
+	token := s.Client().Token()
+	errWhileValid := s.Err()
+	sec, err := v.Client().Auth().Token().Lookup(token)
+	if err != nil {
+		t.Fatalf("the plugin's token is no longer valid in Vault: %v", err)
+	}
+	if ttl, _ := sec.TokenTTL(); ttl <= 0 {
+		t.Fatalf("token TTL %s: the test's window closed", ttl)
+	}
+	if errWhileValid != nil {
+		t.Fatalf("Err() = %v while the token still has TTL left", errWhileValid)
+	}
+	roundTrip(t, tr)
+	// The failure is not forgotten: it explains the expiry.
+	eventually(t, 15*time.Second, "expiry reported", func() bool { return s.Err() != nil })
+	if msg := s.Err().Error(); !strings.Contains(msg, "expired") || !strings.Contains(msg, "login") {
+		t.Fatalf("Err() after expiry = %q; want the expiry and the failed login", msg)
+	}
+}
+
+func TestReplacedTokensAreRevoked(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	setupKMS(v)
+	blockRenewals(t, v)
+	// Long-lived tokens that cannot renew: each one is replaced about a
+	// second after the login that made it, and only revocation ends it.
+	login := appRoleWith(t, v,
+		map[string]any{"token_policies": "kms", "token_ttl": "1h", "token_max_ttl": "1h"}, nil)
+	before := len(accessors(t, v))
+	tr, s, obs, _ := start(t, v, login)
+	eventually(t, 20*time.Second, "4 logins", func() bool { return obs.logins.Load() >= 4 })
+	roundTrip(t, tr)
+	// The latest token is in use; the ones it replaced are gone (a
+	// revocation may still be under way for the newest replacement).
+	eventually(t, 5*time.Second, "replaced tokens revoked", func() bool {
+		return len(accessors(t, v)) == before+1
+	})
+	if n := obs.logins.Load(); n < 4 {
+		t.Fatalf("%d logins", n)
+	}
+	if err := s.Err(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// accessors lists the accessors of every token Vault holds.
+func accessors(t *testing.T, v *testvault.Server) []any {
+	t.Helper()
+	sec, err := v.Client().Logical().List("auth/token/accessors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := sec.Data["keys"].([]any)
+	return keys
 }

@@ -188,17 +188,18 @@ func batchVerdicts(res *api.Response) *api.Secret {
 	return sec
 }
 
-// do runs fn, and when Vault refuses the token and a new login can help,
-// has the session log in again (once, shared with concurrent callers) and
-// runs fn one more time.
+// do runs fn, and when Vault refuses the token and a lookup proves it dead
+// (denied.go), has the session log in again (once, shared with concurrent
+// callers) and runs fn one more time. A 403 for a live token is a policy
+// denial, answered without a login.
 func (t *Transit) do(ctx context.Context, fn func(context.Context) error) error {
-	logins := t.s.logins.Load()
+	used := t.s.current()
 	err := fn(ctx)
-	if KindOf(err) != Denied || !t.s.login.CanLoginAgain() {
+	if KindOf(err) != Denied {
 		return err
 	}
-	if rerr := t.s.relogin(ctx, logins); rerr != nil {
-		return fmt.Errorf("%w (login again: %v)", err, rerr)
+	if err := t.s.afterDenied(ctx, used, err); err != nil {
+		return err
 	}
 	return fn(ctx)
 }
