@@ -234,12 +234,12 @@ func longestDown(polls []outcome) (longest time.Duration, firstFail time.Time) {
 	return longest, firstFail
 }
 
-// failedOutside is the number of failed calls that started before from or
-// ended after to.
+// failedOutside is the number of failed calls that do not overlap the
+// window from..to: a call in flight when the fault began counts as inside.
 func failedOutside(list []outcome, from, to time.Time) int {
 	n := 0
 	for _, o := range list {
-		if o.code != codes.OK && (o.start.Before(from) || o.end.After(to)) {
+		if o.code != codes.OK && (o.end.Before(from) || o.start.After(to)) {
 			n++
 		}
 	}
