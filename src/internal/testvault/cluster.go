@@ -60,6 +60,9 @@ disable_mlock = true
 	leader := c.Nodes[0]
 	leader.initialize()
 	c.RootToken = leader.RootToken
+	// New nodes join as non-voters until autopilot finds them stable;
+	// a non-voter cannot win an election, so shorten that wait.
+	leader.Write("sys/storage/raft/autopilot/configuration", map[string]any{"server_stabilization_time": "1s"})
 	for _, s := range c.Nodes[1:] {
 		s.RootToken, s.unsealKey = leader.RootToken, leader.unsealKey
 		if _, err := s.rawClient("").Sys().RaftJoin(&api.RaftJoinRequest{LeaderAPIAddr: leader.Addr}); err != nil {
@@ -67,7 +70,32 @@ disable_mlock = true
 		}
 		s.unseal()
 	}
+	c.waitVoters(leader, 60*time.Second)
 	return c
+}
+
+// waitVoters waits until every node is a voter in the raft configuration.
+func (c *Cluster) waitVoters(leader *Server, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	var voters int
+	for time.Now().Before(deadline) {
+		sec, err := leader.Client().Logical().Read("sys/storage/raft/configuration")
+		if err == nil && sec != nil {
+			cfg, _ := sec.Data["config"].(map[string]any)
+			servers, _ := cfg["servers"].([]any)
+			voters = 0
+			for _, sv := range servers {
+				if m, _ := sv.(map[string]any); m["voter"] == true {
+					voters++
+				}
+			}
+			if voters == len(c.Nodes) {
+				return
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	leader.t.Fatalf("the raft cluster has %d voters of %d nodes after %s", voters, len(c.Nodes), timeout)
 }
 
 // Active is the index of the node that says it is the active one, or an
