@@ -32,6 +32,9 @@ type outcome struct {
 	start, end time.Time
 	code       codes.Code
 	msg        string
+	// outlived: the caller's deadline had passed when the call returned,
+	// whatever its code (a plugin's own timeout is DeadlineExceeded too).
+	outlived bool
 }
 
 // recorder keeps the outcome of every call and every Status of a case.
@@ -48,8 +51,10 @@ type sealed struct {
 	ct, pt []byte
 }
 
-func (r *recorder) add(list *[]outcome, start time.Time, err error) {
+// add records a call made under ctx (nil for one not made).
+func (r *recorder) add(list *[]outcome, ctx context.Context, start time.Time, err error) {
 	o := outcome{start: start, end: time.Now(), code: status.Code(err)}
+	o.outlived = ctx != nil && ctx.Err() != nil
 	if err != nil {
 		o.msg = status.Convert(err).Message()
 	}
@@ -66,11 +71,11 @@ func (r *recorder) pollStatus(ctx context.Context, p *plugin) {
 		cctx, cancel := callCtx()
 		start := time.Now()
 		res, err := p.v2.Status(cctx, &kmsapi.StatusRequest{})
-		cancel()
 		if err == nil && res.Healthz != "ok" {
 			err = status.Errorf(codes.Unknown, "healthz %q", res.Healthz)
 		}
-		r.add(&r.status, start, err)
+		r.add(&r.status, cctx, start, err)
+		cancel()
 		select {
 		case <-ctx.Done():
 			return
@@ -111,8 +116,8 @@ func (r *recorder) drive(ctx context.Context, workers int, f func(ctx context.Co
 				cctx, cancel := callCtx()
 				start := time.Now()
 				err := f(cctx)
+				r.add(&r.calls, cctx, start, err)
 				cancel()
-				r.add(&r.calls, start, err)
 			}
 		})
 	}
@@ -136,17 +141,17 @@ func (r *recorder) storm(p *plugin, cts []sealed, n, workers int, limit time.Dur
 				}
 				start := time.Now()
 				if start.After(stop) {
-					r.add(&r.calls, start, status.Error(codes.Canceled, "not sent: the storm's time limit passed"))
+					r.add(&r.calls, nil, start, status.Error(codes.Canceled, "not sent: the storm's time limit passed"))
 					continue
 				}
 				s := cts[i%len(cts)]
 				cctx, cancel := callCtx()
 				res, err := p.v1.Decrypt(cctx, &v1beta1.DecryptRequest{Version: "v1beta1", Cipher: s.ct})
-				cancel()
 				if err == nil && string(res.Plain) != string(s.pt) {
 					err = status.Error(codes.DataLoss, "decrypt returned the wrong plaintext")
 				}
-				r.add(&r.calls, start, err)
+				r.add(&r.calls, cctx, start, err)
+				cancel()
 			}
 		})
 	}
@@ -167,12 +172,16 @@ type tally struct {
 	firstMsg      map[codes.Code]string
 	lastFailure   time.Time
 	longest       time.Duration // of the calls
+	outlived      int           // calls that returned after their caller's deadline
 }
 
 func count(list []outcome) tally {
 	t := tally{total: len(list), codes: map[codes.Code]int{}, firstMsg: map[codes.Code]string{}}
 	for _, o := range list {
 		t.longest = max(t.longest, o.end.Sub(o.start))
+		if o.outlived {
+			t.outlived++
+		}
 		if o.code == codes.OK {
 			continue
 		}

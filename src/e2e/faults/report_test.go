@@ -30,6 +30,9 @@ func fmtCount(n int) string {
 	return fmt.Sprint(n)
 }
 
+// oneLine folds a multi-line error message (Vault's are) into one line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s

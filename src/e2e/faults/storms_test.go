@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	kmsapi "k8s.io/kms/apis/v2"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
@@ -94,8 +95,8 @@ func policyLacksDecrypt(t *testing.T, r *result) {
 	denials := r.calls.codes[codes.PermissionDenied]
 	msg := r.calls.firstMsg[codes.PermissionDenied]
 	names := strings.Contains(msg, mount+"/decrypt/"+denied)
-	r.summary = fmt.Sprintf("storm of %d took %s: %d PermissionDenied, other failures: %s; message names %s/decrypt/%s: %t (%q); %d logins; live tokens %d → %d",
-		stormCalls, fmtDur(took), denials, otherCodes(r.calls, codes.PermissionDenied), mount, denied, names, clip(msg, 160), logins, tokensBefore, tokensAfter)
+	r.summary = fmt.Sprintf("storm of %d took %s: %d PermissionDenied, other failures: %s; message names %s/decrypt/%s: %t (“%s”); %d logins; live tokens %d → %d",
+		stormCalls, fmtDur(took), denials, otherCodes(r.calls, codes.PermissionDenied), mount, denied, names, clip(oneLine(msg), 200), logins, tokensBefore, tokensAfter)
 	r.miss("PermissionDenied with a message that names the path", denials == stormCalls && names)
 	r.miss("at most 2 logins per minute", logins <= 2*minutes)
 	r.miss("every replaced token revoked", tokensAfter <= tokensBefore)
@@ -111,14 +112,18 @@ func rateLimited(t *testing.T, r *result) {
 	before := liveTokens(t, v.Client())
 	v.Write("sys/quotas/rate-limit/kms-storm", map[string]any{"rate": 20, "interval": "1s"})
 	rec, took := runStorm(p, cts)
-	if _, err := v.Client().Logical().Delete("sys/quotas/rate-limit/kms-storm"); err != nil {
+	// The quota limits its own removal too: try until it lets it through.
+	if _, err := procs.WaitFor(context.Background(), 30*time.Second, 200*time.Millisecond, "remove the rate-limit quota", func() error {
+		_, err := v.Client().Logical().Delete("sys/quotas/rate-limit/kms-storm")
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	r.summarize(rec, time.Now())
 	r.recovery, r.late, r.lost = -1, -1, -1
 	r.tokens = liveTokens(t, v.Client()) - before
 	r.summary = fmt.Sprintf("storm of %d took %s; %d failed (%s); first error: %s",
-		stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(firstMsg(r.calls), 160))
+		stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(oneLine(firstMsg(r.calls)), 200))
 	r.miss("0 failed calls", r.calls.failed == 0)
 }
 
@@ -140,7 +145,7 @@ func listenerLimited(t *testing.T, r *result) {
 	r.recovery, r.late, r.lost = -1, -1, -1
 	r.tokens = liveTokens(t, v.Client()) - before
 	r.summary = fmt.Sprintf("limits %q; storm of %d took %s; %d failed (%s); first error: %s",
-		strings.ReplaceAll(listenerLimits, "\n  ", ", "), stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(firstMsg(r.calls), 160))
+		strings.ReplaceAll(listenerLimits, "\n  ", ", "), stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(oneLine(firstMsg(r.calls)), 200))
 	r.miss("0 failed calls", r.calls.failed == 0)
 }
 
@@ -169,8 +174,8 @@ func snapshotBehind(t *testing.T, r *result) {
 		ctx, cancel := callCtx()
 		start := time.Now()
 		dec, err := behind.v2.Decrypt(ctx, &kmsapi.DecryptRequest{Ciphertext: enc.Ciphertext, KeyId: enc.KeyId, Uid: "faults"})
+		rec.add(&rec.calls, ctx, start, err)
 		cancel()
-		rec.add(&rec.calls, start, err)
 		sequence = append(sequence, rec.calls[len(rec.calls)-1].code.String())
 		if err == nil {
 			succeeded = bytes.Equal(dec.Plaintext, pt)
