@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -30,8 +31,14 @@ func fmtCount(n int) string {
 	return fmt.Sprint(n)
 }
 
-// oneLine folds a multi-line error message (Vault's are) into one line.
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine folds a multi-line error message (Vault's are) into one line,
+// without the random ports of the run's servers, so that two runs with
+// the same behaviour write the same words.
+func oneLine(s string) string {
+	return localPort.ReplaceAllString(strings.Join(strings.Fields(s), " "), "127.0.0.1:PORT")
+}
+
+var localPort = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
 
 func clip(s string, n int) string {
 	if len(s) <= n {
@@ -137,8 +144,50 @@ proxy. Lost: ciphertexts produced in the case that no longer decrypt.
 			r.calls.failed, r.calls.total, r.calls.codeList(), r.statusFails, fmtDur(r.statusDown),
 			fmtDur(r.recovery), r.tokens, fmtCount(r.late), fmtCount(r.lost))
 	}
+	b.WriteString(howMade)
 	return b.Bytes()
 }
+
+// howMade says how each fault is made, where that is a choice.
+const howMade = `
+## How the faults are made
+
+- **Active node killed**: three raft nodes (` + "`src/internal/testvault/cluster.go`" + `,
+  raft's shortest timers, every node a voter); the plugin's VAULT_ADDR is
+  a standby, which forwards to whichever node is active, so the plugin
+  itself stays connected. The active node gets SIGKILL. The election is
+  measured from the kill until a new node says it is active and serves a
+  request.
+- **Blackholes, latency, outages**: the plugin talks to Vault through the
+  fault proxy. A blackhole holds bytes without a reset (new connections
+  are accepted but pass nothing); the established-connection blackhole
+  holds the connections open at that moment for good and lets new ones
+  through; the outage refuses new connections and resets open ones. The
+  latency is added to every request on its way to Vault. The proxy reads
+  the plain-HTTP requests it forwards and matches their plaintexts and
+  ciphertexts to the calls that carried them, which is how an item sent
+  after its caller's deadline is seen.
+- **Policy without one decrypt path**: AppRole login; the policy lets the
+  plugin read, encrypt and decrypt with the first listed key, and read and
+  encrypt but not decrypt with the second. Logins are counted in Vault's
+  file audit log, live tokens with ` + "`auth/token/accessors`" + `.
+- **Rate limit**: a global ` + "`sys/quotas/rate-limit`" + ` quota of 20 requests per
+  second, which binds the root token too, set after the plugin started.
+- **Listener limits**: a second listener on the dev server with
+  ` + "`max_json_array_element_count = 100`" + `. Vault 1.21 has no budget for
+  a request's strings as a whole, so ` + "`max_request_size = 32768`" + ` stands
+  in for one.
+- **Reader behind on a rotation**: in open-source Vault every standby
+  forwards to the active node, so no Vault node serves an old key version;
+  what lags is a plugin's key snapshot. One plugin (hourly refresh) is
+  started before the rotation, another after it; the first decrypts what
+  the second encrypted, with the second's key_id, ten tries a second apart
+  as the apiserver would retry.
+- **Storms**: 10,000 KMS v1 Decrypts from 256 callers of ciphertexts made
+  beforehand; calls not started within 90 s would count as failed.
+- Not done: the apiserver-level view of an outage (` + "`/readyz?exclude=kms-providers`" + `
+  and ` + "`/healthz`" + ` of a real kube-apiserver).
+`
 
 func cell(s string) string {
 	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)

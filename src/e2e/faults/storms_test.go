@@ -129,8 +129,8 @@ func rateLimited(t *testing.T, r *result) {
 
 // Listener limits of the extra listener: at most 100 array elements, and
 // a budget for the request's strings. Vault has no total-string budget of
-// its own (OpenBao does), so the request size stands in for it: 100
-// items of the plugin's ciphertexts stay well inside 32 KiB.
+// its own, so the request size stands in for it: 100 items of the
+// plugin's ciphertexts stay well inside 32 KiB.
 const listenerLimits = "max_json_array_element_count = 100\n  max_request_size = 32768"
 
 // listenerLimited: the plugin talks to a listener with JSON limits.
