@@ -24,12 +24,14 @@ func activeKilled(t *testing.T, r *result) {
 	standby := (active + 1) % len(c.Nodes)
 	root := c.Nodes[standby].Client()
 	before := liveTokens(t, root)
-	p := startPlugin(t, "plugin at a standby", c.Nodes[standby].Addr,
+	proxy, addr := proxyTo(t, c.Nodes[standby].Addr)
+	late := newLateItems(proxy)
+	p := startPlugin(t, "plugin at a standby", addr,
 		"VAULT_TOKEN="+c.RootToken, "VAULT_KMS_KEY_NAMES="+keyName)
 
 	var elected int
 	var electErr error
-	rec, killedAt, electedAt := underLoad(p, 8, 3*time.Second, 8*time.Second, nil, func() {
+	rec, killedAt, electedAt := underLoad(p, 8, 3*time.Second, 8*time.Second, late, func() {
 		c.Nodes[active].Kill()
 		elected, electErr = c.WaitActive(active, 60*time.Second)
 	})
@@ -38,6 +40,7 @@ func activeKilled(t *testing.T, r *result) {
 	}
 	r.summarize(rec, electedAt)
 	r.tokens = liveTokens(t, root) - before
+	_, r.late = late.counts()
 	election := electedAt.Sub(killedAt)
 	outside := failedOutside(rec.calls, killedAt, electedAt)
 	r.checkLost(t, root, rec)

@@ -146,6 +146,10 @@ func (r *recorder) storm(p *plugin, cts []sealed, n, workers int, limit time.Dur
 				}
 				s := cts[i%len(cts)]
 				cctx, cancel := callCtx()
+				if deadline, ok := cctx.Deadline(); ok && r.late != nil {
+					_, transit, _ := strings.Cut(string(s.ct), ":")
+					r.late.expect(transit, deadline)
+				}
 				res, err := p.v1.Decrypt(cctx, &v1beta1.DecryptRequest{Version: "v1beta1", Cipher: s.ct})
 				if err == nil && string(res.Plain) != string(s.pt) {
 					err = status.Error(codes.DataLoss, "decrypt returned the wrong plaintext")

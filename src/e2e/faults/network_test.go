@@ -19,13 +19,21 @@ func behindProxy(t *testing.T, o testvault.Options) (*testvault.Server, *faultpr
 	t.Helper()
 	v := testvault.Start(t, o)
 	v.EnableTransit(mount, keyName)
-	scheme, hostPort, _ := strings.Cut(v.Addr, "://")
+	p, addr := proxyTo(t, v.Addr)
+	return v, p, addr
+}
+
+// proxyTo puts a fault proxy in front of a Vault address and returns it
+// with the address the plugin should use instead.
+func proxyTo(t *testing.T, vaultAddr string) (*faultproxy.Proxy, string) {
+	t.Helper()
+	scheme, hostPort, _ := strings.Cut(vaultAddr, "://")
 	p, err := faultproxy.New(hostPort)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Close() })
-	return v, p, scheme + "://" + p.Addr
+	return p, scheme + "://" + p.Addr
 }
 
 // blackholed2s holds every byte between the plugin and Vault for 2 s.
@@ -155,9 +163,10 @@ func outageBeyondGrace(t *testing.T, r *result) {
 	}
 	outage := grace + 15*time.Second
 	v, proxy, addr := behindProxy(t, testvault.Options{})
+	late := newLateItems(proxy)
 	before := liveTokens(t, v.Client())
 	p := startPlugin(t, "plugin", addr, append(env, "VAULT_TOKEN="+v.RootToken)...)
-	rec, start, end := underLoad(p, 4, 2*time.Second, 8*time.Second, nil, func() {
+	rec, start, end := underLoad(p, 4, 2*time.Second, 8*time.Second, late, func() {
 		if err := proxy.Refuse(); err != nil {
 			t.Error(err)
 		}
@@ -169,7 +178,7 @@ func outageBeyondGrace(t *testing.T, r *result) {
 	})
 	r.summarize(rec, end)
 	r.tokens = liveTokens(t, v.Client()) - before
-	r.late = -1
+	_, r.late = late.counts()
 	r.checkLost(t, v.Client(), rec)
 	_, firstFail := longestDown(rec.status)
 	// A Status poll that starts up to one interval after the moment it

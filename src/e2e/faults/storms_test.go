@@ -36,9 +36,10 @@ func stormOf(t *testing.T, v *testvault.Server, key string) []sealed {
 	return cts
 }
 
-// runStorm sends the storm to p with the Status poll beside it.
-func runStorm(p *plugin, cts []sealed) (*recorder, time.Duration) {
-	rec := &recorder{}
+// runStorm sends the storm to p with the Status poll beside it; late, if
+// not nil, sees the transit requests.
+func runStorm(p *plugin, cts []sealed, late *lateItems) (*recorder, time.Duration) {
+	rec := &recorder{late: late}
 	ctx, cancel := context.WithCancel(context.Background())
 	polled := make(chan struct{})
 	go func() { rec.pollStatus(ctx, p); close(polled) }()
@@ -47,6 +48,8 @@ func runStorm(p *plugin, cts []sealed) (*recorder, time.Duration) {
 	took := time.Since(start)
 	cancel()
 	<-polled
+	// Requests the storm queued may reach Vault after it.
+	time.Sleep(callTimeout)
 	return rec, took
 }
 
@@ -76,20 +79,21 @@ func policyLacksDecrypt(t *testing.T, r *result) {
 		t.Fatal(err)
 	}
 	cts := stormOf(t, v, denied)
-	p := startPlugin(t, "plugin (approle)", v.Addr,
+	proxy, addr := proxyTo(t, v.Addr)
+	late := newLateItems(proxy)
+	p := startPlugin(t, "plugin (approle)", addr,
 		"VAULT_KMS_AUTH_METHOD=approle",
 		"VAULT_KMS_APPROLE_ROLE_ID="+fmt.Sprint(sec.Data["role_id"]),
 		"VAULT_KMS_APPROLE_SECRET_ID_FILE="+secretFile,
 		"VAULT_KMS_KEY_NAMES="+keyName+","+denied)
 	tokensBefore := liveTokens(t, v.Client())
 	loginsBefore := countAudited(t, audit, "auth/approle/login")
-	rec, took := runStorm(p, cts)
-	// Logins the storm started may finish after it.
-	time.Sleep(2 * time.Second)
+	rec, took := runStorm(p, cts, late)
 	logins := countAudited(t, audit, "auth/approle/login") - loginsBefore
 	tokensAfter := liveTokens(t, v.Client())
 	r.summarize(rec, time.Now())
-	r.recovery, r.late, r.lost = -1, -1, -1
+	r.recovery, r.lost = -1, -1
+	_, r.late = late.counts()
 	r.tokens = logins
 	minutes := int(took/time.Minute) + 1
 	denials := r.calls.codes[codes.PermissionDenied]
@@ -108,10 +112,12 @@ func rateLimited(t *testing.T, r *result) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit(mount, keyName)
 	cts := stormOf(t, v, keyName)
-	p := startPlugin(t, "plugin", v.Addr, "VAULT_TOKEN="+v.RootToken, "VAULT_KMS_KEY_NAMES="+keyName)
+	proxy, addr := proxyTo(t, v.Addr)
+	late := newLateItems(proxy)
+	p := startPlugin(t, "plugin", addr, "VAULT_TOKEN="+v.RootToken, "VAULT_KMS_KEY_NAMES="+keyName)
 	before := liveTokens(t, v.Client())
 	v.Write("sys/quotas/rate-limit/kms-storm", map[string]any{"rate": 20, "interval": "1s"})
-	rec, took := runStorm(p, cts)
+	rec, took := runStorm(p, cts, late)
 	// The quota limits its own removal too: try until it lets it through.
 	if _, err := procs.WaitFor(context.Background(), 30*time.Second, 200*time.Millisecond, "remove the rate-limit quota", func() error {
 		_, err := v.Client().Logical().Delete("sys/quotas/rate-limit/kms-storm")
@@ -120,7 +126,8 @@ func rateLimited(t *testing.T, r *result) {
 		t.Fatal(err)
 	}
 	r.summarize(rec, time.Now())
-	r.recovery, r.late, r.lost = -1, -1, -1
+	r.recovery, r.lost = -1, -1
+	_, r.late = late.counts()
 	r.tokens = liveTokens(t, v.Client()) - before
 	r.summary = fmt.Sprintf("storm of %d took %s; %d failed (%s); first error: %s",
 		stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(oneLine(firstMsg(r.calls)), 200))
@@ -139,10 +146,13 @@ func listenerLimited(t *testing.T, r *result) {
 	v.EnableTransit(mount, keyName)
 	cts := stormOf(t, v, keyName)
 	before := liveTokens(t, v.Client())
-	p := startPlugin(t, "plugin", v.ExtraAddr, "VAULT_TOKEN="+v.RootToken, "VAULT_KMS_KEY_NAMES="+keyName)
-	rec, took := runStorm(p, cts)
+	proxy, addr := proxyTo(t, v.ExtraAddr)
+	late := newLateItems(proxy)
+	p := startPlugin(t, "plugin", addr, "VAULT_TOKEN="+v.RootToken, "VAULT_KMS_KEY_NAMES="+keyName)
+	rec, took := runStorm(p, cts, late)
 	r.summarize(rec, time.Now())
-	r.recovery, r.late, r.lost = -1, -1, -1
+	r.recovery, r.lost = -1, -1
+	_, r.late = late.counts()
 	r.tokens = liveTokens(t, v.Client()) - before
 	r.summary = fmt.Sprintf("limits %q; storm of %d took %s; %d failed (%s); first error: %s",
 		strings.ReplaceAll(listenerLimits, "\n  ", ", "), stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(oneLine(firstMsg(r.calls)), 200))
