@@ -7,5 +7,5 @@
 // and writes what it measured against each target to docs/reliability.md.
 // A target not met fails the suite.
 //
-//	cd src/e2e && go test -count=1 -run '^TestFaults$' ./faults -args -out ../../docs/reliability.md
+//	cd src/e2e && go test -count=1 -v ./faults -args -out ../../docs/reliability.md   (what `make faults` runs)
 package faults

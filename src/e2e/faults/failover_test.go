@@ -40,7 +40,7 @@ func activeKilled(t *testing.T, r *result) {
 	}
 	r.summarize(rec, electedAt)
 	r.tokens = liveTokens(t, root) - before
-	_, r.late = late.counts()
+	r.matched, r.late = late.counts()
 	election := electedAt.Sub(killedAt)
 	outside := failedOutside(rec.calls, killedAt, electedAt)
 	r.checkLost(t, root, rec)

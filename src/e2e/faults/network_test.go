@@ -52,7 +52,7 @@ func blackholed2s(t *testing.T, r *result) {
 	r.summarize(rec, end)
 	r.tokens = liveTokens(t, v.Client()) - before
 	matched, lateN := late.counts()
-	r.late = lateN
+	r.matched, r.late = matched, lateN
 	r.checkLost(t, v.Client(), rec)
 	outlived := r.calls.outlived
 	r.summary = fmt.Sprintf("%d of %d calls failed (%s); %d calls outlived the 3 s deadline; longest call %s; %d of %d items sent after their deadline",
@@ -111,7 +111,7 @@ func latencyC128(t *testing.T, r *result) {
 	r.recovery = -1
 	r.tokens = liveTokens(t, v.Client()) - before
 	on, off := sides[true], sides[false]
-	r.late = on.late
+	r.matched, r.late = on.matched, on.late
 	n, err := lostSecrets(context.Background(), v.Client(), all)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +178,7 @@ func outageBeyondGrace(t *testing.T, r *result) {
 	})
 	r.summarize(rec, end)
 	r.tokens = liveTokens(t, v.Client()) - before
-	_, r.late = late.counts()
+	r.matched, r.late = late.counts()
 	r.checkLost(t, v.Client(), rec)
 	_, firstFail := longestDown(rec.status)
 	// A Status poll that starts up to one interval after the moment it

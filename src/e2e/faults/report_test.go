@@ -40,6 +40,15 @@ func oneLine(s string) string {
 
 var localPort = regexp.MustCompile(`127\.0\.0\.1:[0-9]+`)
 
+// fmtLate is "late of matched" items, or "—" when the case cannot see
+// them (TLS, or no proxy).
+func fmtLate(r *result) string {
+	if r.late < 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%d of %d", r.late, r.matched)
+}
+
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
@@ -128,8 +137,9 @@ KMS calls in the case, with their gRPC codes. Status down: the longest time
 Status was not ok. Recovery: from the fault's end to the last failure.
 Tokens: Vault tokens created during the case (AppRole logins in Vault's
 audit log, or the change in live tokens). Sent late: transit items the
-plugin sent to Vault after their caller's deadline, seen by the fault
-proxy. Lost: ciphertexts produced in the case that no longer decrypt.
+plugin sent to Vault after their caller's deadline, of those the fault
+proxy saw and matched to a call. Lost: ciphertexts produced in the case
+that no longer decrypt.
 "—" where a figure does not apply to the case.
 
 | fault | calls failed | Status failures | Status down | recovery | tokens | sent late | lost |
@@ -142,7 +152,7 @@ proxy. Lost: ciphertexts produced in the case that no longer decrypt.
 		}
 		fmt.Fprintf(&b, "| %s | %d of %d (%s) | %d | %s | %s | %d | %s | %s |\n", cell(r.fault),
 			r.calls.failed, r.calls.total, r.calls.codeList(), r.statusFails, fmtDur(r.statusDown),
-			fmtDur(r.recovery), r.tokens, fmtCount(r.late), fmtCount(r.lost))
+			fmtDur(r.recovery), r.tokens, fmtLate(r), fmtCount(r.lost))
 	}
 	b.WriteString(howMade)
 	return b.Bytes()

@@ -21,6 +21,7 @@ type result struct {
 	recovery    time.Duration // from the fault's end to the last failure; -1: not applicable
 	tokens      int           // Vault tokens created during the case (live-token delta or logins)
 	late        int           // transit items sent after their caller's deadline; -1: not observed
+	matched     int           // transit items seen and matched to their call
 	lost        int           // Secrets lost; -1: not applicable
 	misses      []string
 }

@@ -93,7 +93,7 @@ func policyLacksDecrypt(t *testing.T, r *result) {
 	tokensAfter := liveTokens(t, v.Client())
 	r.summarize(rec, time.Now())
 	r.recovery, r.lost = -1, -1
-	_, r.late = late.counts()
+	r.matched, r.late = late.counts()
 	r.tokens = logins
 	minutes := int(took/time.Minute) + 1
 	denials := r.calls.codes[codes.PermissionDenied]
@@ -127,7 +127,7 @@ func rateLimited(t *testing.T, r *result) {
 	}
 	r.summarize(rec, time.Now())
 	r.recovery, r.lost = -1, -1
-	_, r.late = late.counts()
+	r.matched, r.late = late.counts()
 	r.tokens = liveTokens(t, v.Client()) - before
 	r.summary = fmt.Sprintf("storm of %d took %s; %d failed (%s); first error: %s",
 		stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(oneLine(firstMsg(r.calls)), 200))
@@ -152,7 +152,7 @@ func listenerLimited(t *testing.T, r *result) {
 	rec, took := runStorm(p, cts, late)
 	r.summarize(rec, time.Now())
 	r.recovery, r.lost = -1, -1
-	_, r.late = late.counts()
+	r.matched, r.late = late.counts()
 	r.tokens = liveTokens(t, v.Client()) - before
 	r.summary = fmt.Sprintf("limits %q; storm of %d took %s; %d failed (%s); first error: %s",
 		strings.ReplaceAll(listenerLimits, "\n  ", ", "), stormCalls, fmtDur(took), r.calls.failed, r.calls.codeList(), clip(oneLine(firstMsg(r.calls)), 200))

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/faultproxy"
 )
 
 func TestLongestDown(t *testing.T) {
@@ -55,5 +57,33 @@ func TestFailedOutside(t *testing.T) {
 	}
 	if got := failedOutside(calls, at(2), at(5)); got != 2 {
 		t.Errorf("failedOutside = %d, want 2", got)
+	}
+}
+
+func TestLateItemsMatchesEveryItemToItsDeadline(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	tests := []struct {
+		name              string
+		body              string
+		at                time.Time
+		wantMatched, want int
+	}{
+		{"one plaintext in time", `{"plaintext":"cA=="}`, t0, 1, 0},
+		{"one plaintext late", `{"plaintext":"cA=="}`, t0.Add(4 * time.Second), 1, 1},
+		{"a batch, one item late", `{"batch_input":[{"ciphertext":"vault:v1:a"},{"ciphertext":"vault:v1:b"}]}`, t0.Add(2 * time.Second), 2, 1},
+		{"unknown items are not counted", `{"plaintext":"other"}`, t0.Add(time.Hour), 0, 0},
+		{"not JSON", `plaintext=cA==`, t0.Add(time.Hour), 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &lateItems{due: map[string]time.Time{}}
+			l.expect("cA==", t0.Add(3*time.Second))
+			l.expect("vault:v1:a", t0.Add(3*time.Second))
+			l.expect("vault:v1:b", t0.Add(time.Second))
+			l.observe(faultproxy.Request{At: tt.at, Body: []byte(tt.body)})
+			if matched, late := l.counts(); matched != tt.wantMatched || late != tt.want {
+				t.Errorf("matched %d, late %d; want %d, %d", matched, late, tt.wantMatched, tt.want)
+			}
+		})
 	}
 }
