@@ -194,7 +194,7 @@ const howMade = `
   the second encrypted, with the second's key_id, ten tries a second apart
   as the apiserver would retry.
 - **Storms**: 10,000 KMS v1 Decrypts from 256 callers of ciphertexts made
-  beforehand; calls not started within 90 s would count as failed.
+  beforehand; calls not started within 60 s count as failed (Canceled).
 - Not done: the apiserver-level view of an outage (` + "`/readyz?exclude=kms-providers`" + `
   and ` + "`/healthz`" + ` of a real kube-apiserver).
 `
