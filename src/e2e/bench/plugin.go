@@ -68,12 +68,12 @@ func startPlugin(ctx context.Context, h *harness, bin string, v *vaultServer, di
 		"VAULT_KMS_GROUP_COMMIT=" + strconv.FormatBool(groupCommit),
 		"VAULT_KMS_KEY_REFRESH_INTERVAL=1h",
 	}, extraEnv...)
-	p.proc, err = h.start("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), childEnv(env...), bin)
+	p.proc, err = h.start("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), procs.Env(env...), bin)
 	if err != nil {
 		return nil, err
 	}
 	probe := exec.CommandContext(ctx, bin, "probe", "-endpoint", endpoint, "-wait", "20s")
-	probe.Env = childEnv()
+	probe.Env = procs.Env()
 	if out, err := probe.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("%s is not healthy: %v: %s\n%s", p.proc.Name, err, out, output(p.proc))
 	}

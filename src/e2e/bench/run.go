@@ -41,7 +41,7 @@ func benchmark(ctx context.Context, o *options, h *harness, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	fwdEnv := childEnv(append([]string{"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.RootToken}, o.pluginEnv...)...)
+	fwdEnv := procs.Env(append([]string{"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.RootToken}, o.pluginEnv...)...)
 	fwdProc, fwd, err := startServer(ctx, h, "forward", tmp, fwdEnv)
 	if err != nil {
 		return err

@@ -9,18 +9,6 @@ import (
 	"time"
 )
 
-// childEnv is this process's environment without VAULT_* variables (which
-// would point children at another Vault), plus extra.
-func childEnv(extra ...string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "VAULT_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env, extra...)
-}
-
 // clkTck is USER_HZ, the unit of /proc/<pid>/stat times on Linux.
 const clkTck = 100
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
@@ -63,7 +64,7 @@ var buildDate = regexp.MustCompile(`, built \S+`)
 // vaultVersion is the first line of `vault version`.
 func vaultVersion(ctx context.Context, bin string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, "version")
-	cmd.Env = childEnv()
+	cmd.Env = procs.Env()
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("%s version: %w", bin, err)

@@ -25,6 +25,7 @@ type Server struct {
 	RootToken string
 	CACert    string // PEM file of the CA, for TLS servers
 	Dir       string // working directory: config, storage, logs
+	ExtraAddr string // http://127.0.0.1:port of Options.ExtraListener
 
 	t         TB
 	cmd       *exec.Cmd
@@ -58,9 +59,10 @@ type Options struct {
 	// storage only): Vault's certificate from the test's own CA, as in
 	// production.
 	ServingCert *ServingCert
-	// ExtraConfig is HCL added to a dev server's configuration, such as a
-	// second listener with its own limits.
-	ExtraConfig string
+	// ExtraListener, for dev servers, adds a second plain-HTTP listener
+	// with these options (HCL inside listener "tcp" { }), served at
+	// ExtraAddr: e.g. the JSON limits a production listener sets.
+	ExtraListener string
 }
 
 // ServingCert is Vault's TLS certificate and key, and the CA that signed
@@ -143,12 +145,8 @@ api_addr = "%s://%s"
 		s.RootToken = "root"
 		s.args = []string{"server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=" + addr, "-dev-no-store-token"}
 	}
-	if o.ExtraConfig != "" {
-		extra := filepath.Join(s.Dir, "extra.hcl")
-		if err := os.WriteFile(extra, []byte(o.ExtraConfig), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		s.args = append(s.args, "-config="+extra)
+	if o.ExtraListener != "" && !o.Persistent && o.ServingCert == nil {
+		s.args = append(s.args, "-config="+s.writeExtraListener(o.ExtraListener))
 	}
 	s.Start()
 	t.Cleanup(s.Stop)
@@ -177,6 +175,43 @@ func (s *Server) Start() {
 	s.waitListening()
 	if s.unsealKey != "" {
 		s.unseal()
+	}
+}
+
+// writeExtraListener writes the config of a second listener and returns
+// its path.
+func (s *Server) writeExtraListener(options string) string {
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
+	cfg := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = true\n  %s\n}\n", addr, options)
+	path := filepath.Join(s.Dir, "extra-listener.hcl")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		s.t.Fatal(err)
+	}
+	s.ExtraAddr = "http://" + addr
+	return path
+}
+
+// Kill kills the server at once (SIGKILL), as a crash or a lost machine
+// would; Start brings back a persistent one.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Running reports whether the server's process is alive.
+func (s *Server) Running() bool {
+	if s.cmd == nil {
+		return false
+	}
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
 	}
 }
 

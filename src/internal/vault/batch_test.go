@@ -382,15 +382,9 @@ func decryptStorm(t *testing.T, tr *vault.Transit, key string, cts []string, cal
 // batch and keeps later ones to the size that passed, so a storm of
 // decrypts against a listener capped at 100 elements loses no call.
 func TestBatchesSplitToFitVaultRequestLimits(t *testing.T) {
-	port := testvault.FreePort(t)
-	v := testvault.Start(t, testvault.Options{ExtraConfig: fmt.Sprintf(`listener "tcp" {
-  address = "127.0.0.1:%d"
-  tls_disable = true
-  max_json_array_element_count = 100
-}
-`, port)})
+	v := testvault.Start(t, testvault.Options{ExtraListener: "max_json_array_element_count = 100"})
 	v.EnableTransit("transit", "kube")
-	limited := fmt.Sprintf("http://127.0.0.1:%d", port)
+	limited := v.ExtraAddr
 
 	// The limit is in force: a batch of 101 is refused, as bad input.
 	c := v.Client()
