@@ -246,8 +246,9 @@ func (s *Server) waitListening() {
 		default:
 		}
 		if s.CACert != "" {
-			// -dev-tls writes its CA once it starts.
-			if _, err := os.Stat(s.CACert); err != nil {
+			// -dev-tls writes its CA once it starts, and a loaded machine
+			// can catch the file half-written.
+			if b, err := os.ReadFile(s.CACert); err != nil || !bytes.Contains(b, []byte("-----END CERTIFICATE-----")) {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
