@@ -36,6 +36,15 @@ const maxFlights = 4
 // is larger than a lone request, hence the margin over 1.
 const waitFactor = 1.5
 
+// DefaultBatchLinger bounds how long a queued item waits for the requests
+// in flight before it goes out in a batch of its own (up to maxFlights). A Vault
+// that answers in a few milliseconds lands them first, so nothing changes
+// there; behind a slow one (a long link, a struggling node) every caller
+// would otherwise wait up to a whole round trip on top of its own, and
+// finish fewer calls than it would unbatched. Callers that return together
+// call again together, so the items of a linger still share one batch.
+const DefaultBatchLinger = 10 * time.Millisecond
+
 // groups holds the queue of each target that has had a request.
 type groups struct {
 	mu     sync.Mutex
@@ -59,9 +68,10 @@ type flight struct{ began time.Time }
 // item is one caller's request waiting in a queue; its answer arrives on
 // done. ctx is the caller's: once it is done, nobody waits for the answer.
 type item struct {
-	ctx  context.Context
-	in   string
-	done chan result
+	ctx    context.Context
+	in     string
+	queued time.Time
+	done   chan result
 }
 
 type result struct {
@@ -86,11 +96,9 @@ func (t *Transit) sendGrouped(ctx context.Context, r request) (string, error) {
 		t.landed(r.target, q, f)
 		return out, err
 	}
-	it := &item{ctx: ctx, in: r.in, done: make(chan result, 1)}
+	it := &item{ctx: ctx, in: r.in, queued: time.Now(), done: make(chan result, 1)}
 	q.pending = append(q.pending, it)
-	if by, ok := q.sendBy(it); ok {
-		t.wakeAtLocked(r.target, q, by)
-	}
+	t.wakeAtLocked(r.target, q, q.sendBy(it, t.batchLinger()))
 	g.mu.Unlock()
 	select {
 	case res := <-it.done:
@@ -153,16 +161,17 @@ func (q *queue) takeLive(n int) []*item {
 	return live
 }
 
-// sendBy is when it must leave so as to come back before its caller's
-// deadline, assuming its round trip takes as long as the latest one, or as
-// long as the oldest request in flight has taken so far, whichever is
-// longer. ok is false for a caller without a deadline.
-func (q *queue) sendBy(it *item) (by time.Time, ok bool) {
+// sendBy is when it must leave: once it has lingered, or earlier so as to
+// come back before its caller's deadline, assuming its round trip takes as
+// long as the latest one, or as long as the oldest request in flight has
+// taken so far, whichever is longer.
+func (q *queue) sendBy(it *item, linger time.Duration) time.Time {
+	lingered := it.queued.Add(linger)
 	deadline, ok := it.ctx.Deadline()
 	if !ok {
-		return time.Time{}, false
+		return lingered
 	}
-	by = deadline.Add(-time.Duration(waitFactor * float64(q.lastTook)))
+	by := deadline.Add(-time.Duration(waitFactor * float64(q.lastTook)))
 	if len(q.flights) > 0 {
 		// Solves deadline - by = waitFactor * (by - began).
 		began := q.flights[0].began
@@ -170,7 +179,10 @@ func (q *queue) sendBy(it *item) (by time.Time, ok bool) {
 			by = elapsedBound
 		}
 	}
-	return by, true
+	if lingered.Before(by) {
+		return lingered
+	}
+	return by
 }
 
 // wakeAtLocked launches the pending items at by, or now if by has passed.
@@ -200,7 +212,7 @@ func (t *Transit) wake(tg target, q *queue) {
 	q.timerAt = time.Time{}
 	var earliest time.Time
 	for _, it := range q.pending {
-		if by, ok := q.sendBy(it); ok && it.ctx.Err() == nil && (earliest.IsZero() || by.Before(earliest)) {
+		if by := q.sendBy(it, t.batchLinger()); it.ctx.Err() == nil && (earliest.IsZero() || by.Before(earliest)) {
 			earliest = by
 		}
 	}
@@ -303,6 +315,13 @@ func stillWaiting(items []*item) []*item {
 }
 
 // batchMaxItems is the most items one batch may carry now.
+func (t *Transit) batchLinger() time.Duration {
+	if t.BatchLinger > 0 {
+		return t.BatchLinger
+	}
+	return DefaultBatchLinger
+}
+
 func (t *Transit) batchMaxItems() int {
 	n := t.BatchMaxItems
 	if n <= 0 {

@@ -492,6 +492,9 @@ func TestGroupCommitLeavesOutCallersThatHaveGone(t *testing.T) {
 	v.EnableTransit("transit", "kube")
 	proxy := &slowProxy{delay: time.Second}
 	tr := transitAgainst(t, proxy.start(t, v.Addr), v.RootToken, true, 5*time.Second)
+	// The queued callers give up while the request in flight is still out,
+	// before their items would leave on their own.
+	tr.BatchLinger = time.Hour
 	noDeadline := fmt.Appendf(nil, "deadline %d", time.Now().Add(time.Hour).UnixNano())
 
 	inFlight := make(chan error, 1)
@@ -524,5 +527,46 @@ func TestGroupCommitLeavesOutCallersThatHaveGone(t *testing.T) {
 	}
 	if n := proxy.items.Load(); n != 2 {
 		t.Fatalf("%d items reached Vault, want 2: the gone callers' items were sent", n)
+	}
+}
+
+// Behind a slow Vault, calls that queue behind the request in flight do not
+// wait for it to land: after the linger they go out together, in a batch
+// of their own, while the first request is still out. Without the linger
+// they would wait a whole round trip on top of their own.
+func TestQueuedCallsLeaveAfterTheLinger(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	proxy := &slowProxy{delay: 3 * time.Second}
+	tr := transitAgainst(t, proxy.start(t, v.Addr), v.RootToken, true, 10*time.Second)
+	noDeadline := fmt.Appendf(nil, "deadline %d", time.Now().Add(time.Hour).UnixNano())
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := tr.Encrypt(context.Background(), "kube", 1, noDeadline)
+		first <- err
+	}()
+	for proxy.items.Load() == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	const queued = 50
+	var wg sync.WaitGroup
+	for range queued {
+		wg.Go(func() {
+			if _, err := tr.Encrypt(context.Background(), "kube", 1, noDeadline); err != nil {
+				t.Errorf("queued call: %v", err)
+			}
+		})
+	}
+	for proxy.items.Load() < 1+queued {
+		select {
+		case err := <-first:
+			t.Fatalf("the first request landed (%v) before the queued calls went out: %d of %d items reached Vault", err, proxy.items.Load()-1, queued)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -39,6 +39,10 @@ type Transit struct {
 	// BatchMaxItems caps the items of one batch request (0:
 	// DefaultBatchMaxItems). Set it before the first call.
 	BatchMaxItems int
+	// BatchLinger bounds how long a queued request waits for the requests
+	// in flight before it goes out in a batch of its own (0:
+	// DefaultBatchLinger). Set it before the first call.
+	BatchLinger time.Duration
 	// learnedMaxItems is the batch size that Vault's request limits let
 	// through, once Vault refused a larger one (0: none refused yet).
 	learnedMaxItems atomic.Int64
