@@ -44,7 +44,7 @@ var cases = []faultCase{
 	{"established-blackholed", "established connection blackholed, new connections fine (TLS Vault, HTTP/2)",
 		"healthy again within 15 s", establishedBlackholed},
 	{"outage-beyond-grace", "real outage longer than the grace (connections refused and reset)",
-		"Status fails after VAULT_KMS_STATUS_GRACE (at once without that setting)", outageBeyondGrace},
+		"Status fails once the key was last read longer than VAULT_KMS_STATUS_GRACE ago, as documented (at once without that setting)", outageBeyondGrace},
 }
 
 // TestFaults runs every case, writes the report, and fails for each target
