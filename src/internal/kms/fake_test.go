@@ -30,6 +30,9 @@ type fakeBackend struct {
 	authErr  error
 	readErr  error
 	cryptErr error
+	// answer, when set, replaces transit's ciphertext: what a proxy that
+	// rewrites Vault's answers would hand back.
+	answer func(version int, pt []byte) string
 	// readGate, when set, holds every ReadKey until it is closed, ignoring
 	// the caller's context the way a slow Vault would until its timeout.
 	readGate chan struct{}
@@ -68,6 +71,9 @@ func (f *fakeBackend) Encrypt(ctx context.Context, key string, version int, pt [
 	f.record(call{"encrypt", key, version})
 	if f.cryptErr != nil {
 		return "", f.cryptErr
+	}
+	if f.answer != nil {
+		return f.answer(version, pt), nil
 	}
 	// Reversible stand-in for transit: the plaintext, hex-free but base64-shaped.
 	return fmt.Sprintf("vault:v%d:%s", version, encodeB64(pt)), nil
