@@ -57,7 +57,7 @@ func TestCallsBeyondTheWorkersRunConcurrently(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.New(b, "test", slog.New(slog.DiscardHandler))
+	gs := server.New(b, "test", server.DefaultMaxInflight, slog.New(slog.DiscardHandler))
 	go func() { _ = gs.Serve(l) }()
 	t.Cleanup(gs.Stop)
 
