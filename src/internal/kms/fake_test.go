@@ -39,7 +39,7 @@ type fakeBackend struct {
 }
 
 func newFake(keys ...string) *fakeBackend {
-	f := &fakeBackend{keys: map[string]*vault.Key{}, scope: "cluster|ns|transit"}
+	f := &fakeBackend{keys: map[string]*vault.Key{}, scope: "ns|transit"}
 	for _, k := range keys {
 		f.keys[k] = &vault.Key{Name: k, Type: "aes256-gcm96", LatestVersion: 1, LatestCreated: time.Unix(1700000000, 0), SupportsEncryption: true, SupportsDecryption: true}
 	}
