@@ -3,9 +3,6 @@ package server
 import (
 	"context"
 	"errors"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,7 +10,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	kmsapi "k8s.io/kms/apis/v2"
 
@@ -157,19 +153,7 @@ func (gateCore) Status(context.Context) (*kms.StatusResponse, error) {
 func TestOneConnectionQueuesPastTheCap(t *testing.T) {
 	const limit, calls = 2, 12
 	g := &gate{release: make(chan struct{})}
-	sock := filepath.Join(t.TempDir(), "kms.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := New(gateCore{g}, "test", limit, slog.New(slog.DiscardHandler))
-	go func() { _ = gs.Serve(l) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := ServeCore(t, gateCore{g}, limit)
 	c := kmsapi.NewKeyManagementServiceClient(conn)
 
 	errs := make(chan error, calls)
