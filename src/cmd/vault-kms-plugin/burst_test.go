@@ -30,27 +30,23 @@ const (
 	chartGOMEMLIMIT  = "128000000"
 )
 
-var (
-	plainBinOnce sync.Once
-	plainBin     string
-	plainBinErr  error
-)
+// buildPlain builds the plugin without the race detector, whose shadow
+// memory would swamp a measurement of the plugin's own; once per run.
+var buildPlain = sync.OnceValues(func() (string, error) {
+	bin := filepath.Join(filepath.Dir(pluginBin), "vault-kms-plugin-norace")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
 
-// plainPluginBin builds the plugin without the race detector, whose shadow
-// memory would swamp a measurement of the plugin's own.
 func plainPluginBin(t *testing.T) string {
 	t.Helper()
-	plainBinOnce.Do(func() {
-		plainBin = filepath.Join(filepath.Dir(pluginBin), "vault-kms-plugin-norace")
-		out, err := exec.Command("go", "build", "-o", plainBin, ".").CombinedOutput()
-		if err != nil {
-			plainBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if plainBinErr != nil {
-		t.Fatal(plainBinErr)
+	bin, err := buildPlain()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return plainBin
+	return bin
 }
 
 // peakRSS is VmHWM of pid, in bytes.
