@@ -3,10 +3,10 @@ package server
 import (
 	"context"
 	"errors"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -37,17 +37,17 @@ func (g *gate) handle(ctx context.Context, req any) (any, error) {
 
 func (g *gate) held() int { g.mu.Lock(); defer g.mu.Unlock(); return g.now }
 
-// waitUntil yields until cond holds; the test's own timeout ends a hang.
+// waitUntil polls until cond holds; the test's own timeout ends a hang.
 func waitUntil(cond func() bool) {
 	for !cond() {
-		runtime.Gosched()
+		time.Sleep(time.Millisecond)
 	}
 }
 
 // With every slot taken and as many calls waiting, a further Encrypt or
-// Decrypt is refused at once, naming the setting; Status still passes; a
-// waiter whose caller gives up leaves; the rest are served once slots free,
-// never more than the cap at a time.
+// Decrypt is refused at once, naming the setting, and does not join the
+// queue; Status still passes; the rest are served once slots free, never
+// more than the cap at a time.
 func TestAdmissionCapsServesWaitersAndRefusesTheRest(t *testing.T) {
 	const limit = 2
 	a := newAdmission(limit)
@@ -95,6 +95,8 @@ func TestAdmissionCapsServesWaitersAndRefusesTheRest(t *testing.T) {
 	}
 }
 
+// A waiter whose caller gives up leaves the queue with an error naming the
+// setting, takes no slot, and the code says the caller left.
 func TestAdmissionWaiterLeavesWhenItsCallerDoes(t *testing.T) {
 	a := newAdmission(1)
 	g := &gate{release: make(chan struct{})}
