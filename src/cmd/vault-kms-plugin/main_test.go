@@ -50,7 +50,13 @@ type proc struct {
 // startPlugin runs the plugin binary with exactly env.
 func startPlugin(t *testing.T, env map[string]string) *proc {
 	t.Helper()
-	cmd := exec.Command(pluginBin)
+	return startPluginBin(t, pluginBin, env)
+}
+
+// startPluginBin runs bin, a build of the plugin, with exactly env.
+func startPluginBin(t *testing.T, bin string, env map[string]string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

@@ -65,7 +65,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gs := server.New(svc, version.Version, log, m.UnaryInterceptor())
+	gs := server.New(svc, version.Version, cfg.MaxInflight, log, m.UnaryInterceptor())
 
 	bg, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -55,6 +55,8 @@ type Config struct {
 	GroupCommit bool   `envconfig:"GROUP_COMMIT" default:"true" desc:"send concurrent requests for one key to Vault together as one batch request"`
 	// Batches are capped to pass Vault's and OpenBao's request limits.
 	BatchMaxItems int `envconfig:"BATCH_MAX_ITEMS" default:"250" desc:"most requests one batch request to Vault carries; keep it within your Vault's or OpenBao's JSON request limits"`
+	// The default is server.DefaultMaxInflight; config imports none of ours.
+	MaxInflight int `envconfig:"MAX_INFLIGHT" default:"512" desc:"most Encrypt and Decrypt calls served at once; as many more wait within their deadline, the rest are refused with ResourceExhausted; raise it only with the container's memory limit"`
 
 	LogLevel  string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 	LogFormat string `envconfig:"LOG_FORMAT" default:"json" desc:"json or text"`
@@ -81,6 +83,11 @@ var StandardVaultVars = [][2]string{
 // maxBatchMaxItems is Vault's default max_json_array_element_count: a
 // batch_input longer than that is refused by any Vault.
 const maxBatchMaxItems = 10000
+
+// maxMaxInflight bounds VAULT_KMS_MAX_INFLIGHT: twice it is the streams
+// of one connection, which gRPC counts in a uint32, and far more than any
+// memory limit allows.
+const maxMaxInflight = 1 << 20
 
 // minKeyRefreshInterval is the floor of KeyRefreshInterval.
 const minKeyRefreshInterval = time.Second
@@ -177,6 +184,12 @@ func (c *Config) validate(getenv func(string) string) error {
 	// encrypt item is three of them.
 	if c.BatchMaxItems < 1 || c.BatchMaxItems > maxBatchMaxItems {
 		bad("%s_BATCH_MAX_ITEMS=%d is out of range: use 1 to %d, and at most 300 against OpenBao's default request limits", Prefix, c.BatchMaxItems, maxBatchMaxItems)
+	}
+
+	// Each call in flight holds tens of KiB (a Vault request, or a place
+	// in a batch); a million would never fit a container.
+	if c.MaxInflight < 1 || c.MaxInflight > maxMaxInflight {
+		bad("%s_MAX_INFLIGHT=%d is out of range: use 1 to %d; 512 fits the chart's 128Mi memory limit", Prefix, c.MaxInflight, maxMaxInflight)
 	}
 
 	sock, err := util.ParseEndpoint(c.Listen)

@@ -43,7 +43,7 @@ func TestLoadDefaults(t *testing.T) {
 	}
 	if c.TransitPath != "transit" || c.AuthMethod != "token" || c.AuthMount != "token" ||
 		c.SocketPath() != "/var/run/kmsplugin/socket.sock" || c.SocketFileMode() != 0o600 ||
-		c.VaultTimeout != 2*time.Second || !c.GroupCommit || c.BatchMaxItems != 250 || c.HealthAddr != "127.0.0.1:8787" {
+		c.VaultTimeout != 2*time.Second || !c.GroupCommit || c.BatchMaxItems != 250 || c.MaxInflight != 512 || c.HealthAddr != "127.0.0.1:8787" {
 		t.Fatalf("defaults: %+v", c)
 	}
 }
@@ -106,6 +106,10 @@ func TestLoadErrors(t *testing.T) {
 		{"batch not a number", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "many"}, `VAULT_KMS_BATCH_MAX_ITEMS="many" is not valid: write a whole number`},
 		{"batch zero", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "0"}, "VAULT_KMS_BATCH_MAX_ITEMS=0 is out of range: use 1 to 10000"},
 		{"batch too large", map[string]string{"VAULT_KMS_BATCH_MAX_ITEMS": "10001"}, "VAULT_KMS_BATCH_MAX_ITEMS=10001 is out of range"},
+		{"inflight zero", map[string]string{"VAULT_KMS_MAX_INFLIGHT": "0"}, "VAULT_KMS_MAX_INFLIGHT=0 is out of range: use 1 to 1048576"},
+		{"inflight negative", map[string]string{"VAULT_KMS_MAX_INFLIGHT": "-5"}, "VAULT_KMS_MAX_INFLIGHT=-5 is out of range"},
+		{"inflight too large", map[string]string{"VAULT_KMS_MAX_INFLIGHT": "1048577"}, "VAULT_KMS_MAX_INFLIGHT=1048577 is out of range"},
+		{"inflight not a number", map[string]string{"VAULT_KMS_MAX_INFLIGHT": "lots"}, `VAULT_KMS_MAX_INFLIGHT="lots" is not valid: write a whole number`},
 		{"bad method", map[string]string{"VAULT_KMS_AUTH_METHOD": "ldap"}, `VAULT_KMS_AUTH_METHOD="ldap" is not supported`},
 		{"no token", map[string]string{"VAULT_TOKEN": "-"}, "needs a token"},
 		{"two tokens", map[string]string{"VAULT_KMS_TOKEN_FILE": "/t"}, "keep only one"},

@@ -30,13 +30,16 @@ type fakeBackend struct {
 	authErr  error
 	readErr  error
 	cryptErr error
+	// answer, when set, replaces transit's ciphertext: what a proxy that
+	// rewrites Vault's answers would hand back.
+	answer func(version int, pt []byte) string
 	// readGate, when set, holds every ReadKey until it is closed, ignoring
 	// the caller's context the way a slow Vault would until its timeout.
 	readGate chan struct{}
 }
 
 func newFake(keys ...string) *fakeBackend {
-	f := &fakeBackend{keys: map[string]*vault.Key{}, scope: "cluster|ns|transit"}
+	f := &fakeBackend{keys: map[string]*vault.Key{}, scope: "ns|transit"}
 	for _, k := range keys {
 		f.keys[k] = &vault.Key{Name: k, Type: "aes256-gcm96", LatestVersion: 1, LatestCreated: time.Unix(1700000000, 0), SupportsEncryption: true, SupportsDecryption: true}
 	}
@@ -68,6 +71,9 @@ func (f *fakeBackend) Encrypt(ctx context.Context, key string, version int, pt [
 	f.record(call{"encrypt", key, version})
 	if f.cryptErr != nil {
 		return "", f.cryptErr
+	}
+	if f.answer != nil {
+		return f.answer(version, pt), nil
 	}
 	// Reversible stand-in for transit: the plaintext, hex-free but base64-shaped.
 	return fmt.Sprintf("vault:v%d:%s", version, encodeB64(pt)), nil

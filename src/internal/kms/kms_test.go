@@ -58,27 +58,38 @@ func TestParseCiphertext(t *testing.T) {
 
 func TestKeyIDChangesWithEveryIdentityPart(t *testing.T) {
 	k := &vault.Key{Name: "kube", LatestVersion: 3, LatestCreated: time.Unix(1700000000, 0)}
-	base := keyID("c1|ns|transit", k)
+	base := keyID("ns|transit", k)
 	if !strings.HasPrefix(base, "kube/v3/") || len(base) > maxKeyIDLen {
 		t.Fatalf("key id %q", base)
 	}
 	variants := map[string]string{
-		"cluster":  keyID("c2|ns|transit", k),
-		"version":  keyID("c1|ns|transit", &vault.Key{Name: "kube", LatestVersion: 4, LatestCreated: k.LatestCreated}),
-		"recreate": keyID("c1|ns|transit", &vault.Key{Name: "kube", LatestVersion: 3, LatestCreated: k.LatestCreated.Add(time.Second)}),
-		"name":     keyID("c1|ns|transit", &vault.Key{Name: "kube2", LatestVersion: 3, LatestCreated: k.LatestCreated}),
+		"namespace": keyID("ns2|transit", k),
+		"mount":     keyID("ns|transit2", k),
+		"version":   keyID("ns|transit", &vault.Key{Name: "kube", LatestVersion: 4, LatestCreated: k.LatestCreated}),
+		"recreate":  keyID("ns|transit", &vault.Key{Name: "kube", LatestVersion: 3, LatestCreated: k.LatestCreated.Add(time.Second)}),
+		"name":      keyID("ns|transit", &vault.Key{Name: "kube2", LatestVersion: 3, LatestCreated: k.LatestCreated}),
 	}
 	for what, id := range variants {
 		if id == base {
 			t.Errorf("changing the %s kept key id %q", what, id)
 		}
 	}
-	if again := keyID("c1|ns|transit", k); again != base {
+	if again := keyID("ns|transit", k); again != base {
 		t.Errorf("key id not stable: %q vs %q", again, base)
 	}
 	long := &vault.Key{Name: strings.Repeat("k", 2000), LatestVersion: 1}
 	if id := keyID("s", long); len(id) > maxKeyIDLen {
 		t.Errorf("key id of %d bytes", len(id))
+	}
+}
+
+// The key_id of a key version must not change when the plugin does: an
+// upgrade that changes it makes every apiserver roll its DEKs. Change this
+// value only on purpose, with an upgrade note.
+func TestKeyIDIsPinned(t *testing.T) {
+	k := &vault.Key{Name: "kube", LatestVersion: 2, LatestCreated: time.Unix(1700000000, 0)}
+	if got, want := keyID("|transit", k), "kube/v2/a598c952886206237d0c2ea9a7676f71"; got != want {
+		t.Fatalf("key_id %q; want %q", got, want)
 	}
 }
 

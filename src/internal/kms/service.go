@@ -162,6 +162,9 @@ func (s *Service) Encrypt(ctx context.Context, uid string, plaintext []byte) (*E
 		}
 		return nil, err
 	}
+	if err := checkEncrypted(key, snap.version, ct); err != nil {
+		return nil, err
+	}
 	out := formatCiphertext(key, ct)
 	if len(out) > maxCiphertextLen {
 		return nil, fmt.Errorf("encrypt with key %q: ciphertext of %d bytes exceeds the KMS limit of %d", key, len(out), maxCiphertextLen)

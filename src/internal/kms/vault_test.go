@@ -2,6 +2,7 @@ package kms
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -108,5 +109,34 @@ func deleteKey(t *testing.T, v *testvault.Server) {
 	v.Write("transit/keys/kube/config", map[string]any{"deletion_allowed": true})
 	if _, err := v.Client().Logical().Delete("transit/keys/kube"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Real transit answers with the pinned version, so the check on Vault's
+// answer passes, for every version the key has had.
+func TestEncryptChecksVaultsAnswerOnVault(t *testing.T) {
+	v := testvault.Start(t, testvault.Options{})
+	v.EnableTransit("transit", "kube")
+	s := onVault(t, v, time.Hour)
+	for want := 1; want <= 3; want++ {
+		if want > 1 {
+			if got := v.Rotate("transit", "kube"); got != want {
+				t.Fatalf("rotated to version %d; want %d", got, want)
+			}
+			if err := s.Refresh(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := s.Encrypt(context.Background(), "uid", []byte("0123456789abcdef0123456789abcdef"))
+		if err != nil {
+			t.Fatalf("version %d: %v", want, err)
+		}
+		if prefix := fmt.Sprintf("kube:vault:v%d:", want); !strings.HasPrefix(string(res.Ciphertext), prefix) {
+			t.Fatalf("version %d: ciphertext does not start with %q", want, prefix)
+		}
+		pt, err := s.Decrypt(context.Background(), "uid", &DecryptRequest{Ciphertext: res.Ciphertext, KeyID: res.KeyID})
+		if err != nil || string(pt) != "0123456789abcdef0123456789abcdef" {
+			t.Fatalf("version %d: decrypt: %v", want, err)
+		}
 	}
 }

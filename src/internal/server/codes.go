@@ -23,6 +23,8 @@ func grpcCode(err error) codes.Code {
 		return codes.FailedPrecondition
 	case errors.Is(err, kms.ErrNotReady):
 		return codes.Unavailable
+	case errors.Is(err, kms.ErrBadAnswer):
+		return codes.Internal
 	}
 	return kindCode(kind)
 }

@@ -34,6 +34,7 @@ func TestCode(t *testing.T) {
 		{fmt.Errorf("%w: %w", kms.ErrNotReady, vault.ErrKeyNotFound), codes.Unavailable},
 		{fmt.Errorf("%w: %w", kms.ErrNotReady, &api.ResponseError{StatusCode: 403}), codes.Unavailable},
 		{fmt.Errorf("%w: %w", kms.ErrNotReady, context.DeadlineExceeded), codes.DeadlineExceeded},
+		{fmt.Errorf("encrypt with key %q: %w", "kube", kms.ErrBadAnswer), codes.Internal},
 	} {
 		if got := grpcCode(tc.err); got != tc.want {
 			t.Errorf("grpcCode(%v) = %v, want %v", tc.err, got, tc.want)

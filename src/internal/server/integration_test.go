@@ -49,7 +49,7 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := server.New(svc, "test", log)
+	gs := server.New(svc, "test", server.DefaultMaxInflight, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { sess.Run(ctx) }()

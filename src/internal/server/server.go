@@ -27,12 +27,16 @@ type Core interface {
 const streamWorkers = 16
 
 // New returns a gRPC server answering KMS v2 and v1beta1 from core; version
-// is the plugin's, for v1's handshake. Each call passes through outer (such
-// as metrics), then a log line, then the mapping of errors to gRPC codes:
-// outer interceptors see the final code.
-func New(core Core, version string, log *slog.Logger, outer ...grpc.UnaryServerInterceptor) *grpc.Server {
-	interceptors := append(outer[:len(outer):len(outer)], logging(log), errorCodes())
+// is the plugin's, for v1's handshake. At most maxInflight Encrypt and
+// Decrypt calls are served at once (admission). Each call passes through
+// outer (such as metrics), then a log line, then the mapping of errors to
+// gRPC codes, then admission: outer interceptors see the final code, and a
+// refusal is logged and counted.
+func New(core Core, version string, maxInflight int, log *slog.Logger, outer ...grpc.UnaryServerInterceptor) *grpc.Server {
+	adm := newAdmission(maxInflight)
+	interceptors := append(outer[:len(outer):len(outer)], logging(log), errorCodes(), adm.interceptor())
 	gs := grpc.NewServer(grpc.ChainUnaryInterceptor(interceptors...),
+		grpc.MaxConcurrentStreams(adm.streamsPerConn()),
 		// A handler's stack grows deep (vault/api, net/http, JSON) and a
 		// fresh goroutine per call regrows it every time: profiles of make
 		// bench at concurrency 1 showed stack copying on every call.

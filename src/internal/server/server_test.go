@@ -2,16 +2,11 @@ package server_test
 
 import (
 	"context"
-	"log/slog"
-	"net"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	kmsapi "k8s.io/kms/apis/v2"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
@@ -52,20 +47,7 @@ func (b *barrier) Status(context.Context) (*kms.StatusResponse, error) {
 func TestCallsBeyondTheWorkersRunConcurrently(t *testing.T) {
 	const calls = 64
 	b := &barrier{n: calls, all: make(chan struct{})}
-	sock := filepath.Join(t.TempDir(), "kms.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := server.New(b, "test", slog.New(slog.DiscardHandler))
-	go func() { _ = gs.Serve(l) }()
-	t.Cleanup(gs.Stop)
-
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := server.ServeCore(t, b, server.DefaultMaxInflight)
 	c := kmsapi.NewKeyManagementServiceClient(conn)
 	// Generous: it only ends a test that would otherwise hang.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

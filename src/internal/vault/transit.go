@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -46,9 +46,6 @@ type Transit struct {
 	// learnedMaxItems is the batch size that Vault's request limits let
 	// through, once Vault refused a larger one (0: none refused yet).
 	learnedMaxItems atomic.Int64
-
-	scopeMu sync.Mutex
-	scope   string
 }
 
 // NewTransit returns transit calls on mount, each bounded by timeout. With
@@ -288,27 +285,10 @@ func toInt(v any) (int, error) {
 	return 0, fmt.Errorf("not a number: %T", v)
 }
 
-// Scope identifies the Vault cluster, namespace and mount, so that a key id
-// never repeats across Vaults that happen to hold a key of the same name.
-// The cluster id is read once and kept.
-func (t *Transit) Scope(ctx context.Context) (string, error) {
-	t.scopeMu.Lock()
-	defer t.scopeMu.Unlock()
-	if t.scope != "" {
-		return t.scope, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, t.timeout)
-	defer cancel()
-	c := t.s.client
-	h, err := c.Sys().HealthWithContext(ctx)
-	if err != nil {
-		return "", fmt.Errorf("read Vault cluster id: %w", err)
-	}
-	id := h.ClusterID
-	if id == "" {
-		// Sealed or uninitialised Vaults have no cluster id yet; wait.
-		return "", fmt.Errorf("Vault at %s reports no cluster id (sealed=%v, initialized=%v)", c.Address(), h.Sealed, h.Initialized)
-	}
-	t.scope = id + "|" + c.Namespace() + "|" + t.mount
-	return t.scope, nil
+// Scope names where the keys live: the namespace and the mount, as
+// configured. It leaves out the Vault cluster's id: a DR secondary promoted
+// to primary, and replicas, serve the same keys under other ids, and a
+// key_id must not change while the key does not (see kms/keyid.go).
+func (t *Transit) Scope(context.Context) (string, error) {
+	return strings.Trim(t.s.client.Namespace(), "/") + "|" + t.mount, nil
 }
