@@ -1,0 +1,141 @@
+package vault
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// selfSigned makes a certificate and its key as PEM.
+func selfSigned(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
+}
+
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A change that cannot be used yet is refused with the setting and file
+// named, never the key's content, and the next complete change is taken.
+func TestRefreshKeepsTheOldFilesUntilTheNewOnesWork(t *testing.T) {
+	oldCert, oldKey := selfSigned(t, "old")
+	newCert, newKey := selfSigned(t, "new")
+	for _, tc := range []struct {
+		name     string
+		change   func(f *tlsFiles)
+		wantErr  string // "" when the change is taken
+		wantName string // the client certificate's name after the change
+	}{
+		{"nothing changed", func(*tlsFiles) {}, "", ""},
+		{"certificate renamed over, key not yet", func(f *tlsFiles) { replaceFile(t, f.certFile, newCert) },
+			"VAULT_CLIENT_CERT=", ""},
+		{"key renamed over, certificate not yet", func(f *tlsFiles) { replaceFile(t, f.keyFile, newKey) },
+			"VAULT_CLIENT_KEY=", ""},
+		{"key half written", func(f *tlsFiles) { replaceFile(t, f.keyFile, newKey[:len(newKey)/2]) },
+			"VAULT_CLIENT_KEY=", ""},
+		{"key removed", func(f *tlsFiles) { os.Remove(f.keyFile) }, "no such file", ""},
+		{"CA file empty", func(f *tlsFiles) { replaceFile(t, f.caFile, nil) }, "VAULT_CACERT=", ""},
+		{"CA file not PEM", func(f *tlsFiles) { replaceFile(t, f.caFile, []byte("not a certificate")) }, "holds no PEM certificate", ""},
+		{"both renamed over", func(f *tlsFiles) { replaceFile(t, f.certFile, newCert); replaceFile(t, f.keyFile, newKey) }, "", "new"},
+		{"CA renamed over", func(f *tlsFiles) { replaceFile(t, f.caFile, newCert) }, "", "old"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f := &tlsFiles{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key")}
+			replaceFile(t, f.caFile, oldCert)
+			replaceFile(t, f.certFile, oldCert)
+			replaceFile(t, f.keyFile, oldKey)
+			if _, err := f.load(); err != nil {
+				t.Fatal(err)
+			}
+			f.tried = f.stamps()
+			tc.change(f)
+			m, changed, err := f.refresh()
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || changed {
+					t.Fatalf("refresh = changed %v, %v; want unchanged and an error with %q", changed, err, tc.wantErr)
+				}
+				for _, secret := range [][]byte{oldKey, newKey} {
+					if line := strings.Split(string(secret), "\n")[1]; strings.Contains(err.Error(), line) {
+						t.Fatalf("the error quotes a private key: %v", err)
+					}
+				}
+				// Seen once: the same files are not reported again.
+				if _, again, err := f.refresh(); again || err != nil {
+					t.Fatalf("second refresh of the same files = %v, %v; want nothing", again, err)
+				}
+			case tc.wantName == "":
+				if changed || err != nil {
+					t.Fatalf("refresh = %v, %v; want no change", changed, err)
+				}
+			default:
+				if !changed || err != nil {
+					t.Fatalf("refresh = %v, %v; want the new files", changed, err)
+				}
+				if got := m.cert.Leaf.Subject.CommonName; got != tc.wantName {
+					t.Fatalf("client certificate %q, want %q", got, tc.wantName)
+				}
+				if m.roots == nil {
+					t.Fatal("no CA pool from VAULT_CACERT")
+				}
+			}
+		})
+	}
+}
+
+// VAULT_CAPATH is a directory of CA files; one added to it is a change.
+func TestRefreshSeesAFileAddedToTheCADirectory(t *testing.T) {
+	dir := t.TempDir()
+	first, _ := selfSigned(t, "first")
+	replaceFile(t, filepath.Join(dir, "first.pem"), first)
+	f := &tlsFiles{caPath: dir}
+	m, err := f.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tried = f.stamps()
+	second, _ := selfSigned(t, "second")
+	replaceFile(t, filepath.Join(dir, "second.pem"), second)
+	m2, changed, err := f.refresh()
+	if !changed || err != nil {
+		t.Fatalf("refresh = %v, %v; want the new directory", changed, err)
+	}
+	if m2.roots.Equal(m.roots) {
+		t.Fatal("the CA pool did not change")
+	}
+}
