@@ -139,3 +139,40 @@ func TestRefreshSeesAFileAddedToTheCADirectory(t *testing.T) {
 		t.Fatal("the CA pool did not change")
 	}
 }
+
+// Unusable TLS files stop the start-up with the setting named.
+func TestNewClientRefusesUnusableTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	certA, keyA := selfSigned(t, "a")
+	_, keyB := selfSigned(t, "b")
+	files := map[string][]byte{"a.crt": certA, "a.key": keyA, "b.key": keyB, "junk.pem": []byte("junk")}
+	for name, b := range files {
+		replaceFile(t, filepath.Join(dir, name), b)
+	}
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+	}{
+		{"certificate without key", map[string]string{"VAULT_CLIENT_CERT": "a.crt"}, "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY go together"},
+		{"key without certificate", map[string]string{"VAULT_CLIENT_KEY": "a.key"}, "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY go together"},
+		{"key of another certificate", map[string]string{"VAULT_CLIENT_CERT": "a.crt", "VAULT_CLIENT_KEY": "b.key"}, "VAULT_CLIENT_KEY=" + filepath.Join(dir, "b.key")},
+		{"CA file without PEM", map[string]string{"VAULT_CACERT": "junk.pem"}, "VAULT_CACERT=" + filepath.Join(dir, "junk.pem")},
+		{"CA file missing", map[string]string{"VAULT_CACERT": "none.pem"}, "VAULT_CACERT=" + filepath.Join(dir, "none.pem")},
+		{"CA directory with a file without PEM", map[string]string{"VAULT_CAPATH": "."}, "VAULT_CAPATH=" + dir},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, v := range []string{"VAULT_CACERT", "VAULT_CAPATH", "VAULT_CACERT_BYTES", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"} {
+				t.Setenv(v, "")
+			}
+			t.Setenv("VAULT_ADDR", "https://127.0.0.1:8200")
+			for k, v := range tc.env {
+				t.Setenv(k, filepath.Join(dir, v))
+			}
+			_, err := NewClient(time.Second, 1, nil)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("NewClient = %v, want an error with %q", err, tc.wantErr)
+			}
+		})
+	}
+}
