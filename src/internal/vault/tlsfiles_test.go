@@ -3,17 +3,9 @@ package vault_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -29,66 +21,6 @@ import (
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
-
-// testCA issues certificates for a test: Vault's serving certificate, or a
-// client certificate for cert auth.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-var serial atomic.Int64
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue makes a certificate for 127.0.0.1 (server) or a client named name.
-func (ca *testCA) issue(t *testing.T, name string, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER})
-}
 
 // renameOver replaces path as a rotation does: a new file renamed over the
 // old one, never the old one written in place.
@@ -177,23 +109,23 @@ type tlsVault struct {
 	pluginCA                string // the plugin's VAULT_CACERT
 }
 
-func startTLSVault(t *testing.T, ca *testCA, alsoTrusted *testCA) *tlsVault {
+func startTLSVault(t *testing.T, ca *vault.TestCA, alsoTrusted *vault.TestCA) *tlsVault {
 	t.Helper()
 	dir := t.TempDir()
 	v := &tlsVault{
 		servingCert: filepath.Join(dir, "vault.pem"), servingKey: filepath.Join(dir, "vault-key.pem"),
 		pluginCA: filepath.Join(dir, "plugin", "ca.pem"),
 	}
-	certPEM, keyPEM := ca.issue(t, "vault", true)
+	certPEM, keyPEM := ca.Issue(t, "vault", true)
 	renameOver(t, v.servingCert, certPEM)
 	renameOver(t, v.servingKey, keyPEM)
 	// The test's own root client trusts both CAs throughout.
 	testCAFile := filepath.Join(dir, "test-ca.pem")
-	renameOver(t, testCAFile, append(append([]byte{}, ca.pem...), alsoTrusted.pem...))
+	renameOver(t, testCAFile, append(append([]byte{}, ca.PEM...), alsoTrusted.PEM...))
 	if err := os.Mkdir(filepath.Dir(v.pluginCA), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	renameOver(t, v.pluginCA, ca.pem)
+	renameOver(t, v.pluginCA, ca.PEM)
 	v.Server = testvault.Start(t, testvault.Options{ServingCert: &testvault.ServingCert{
 		CertFile: v.servingCert, KeyFile: v.servingKey, CAFile: testCAFile,
 	}})
@@ -203,9 +135,9 @@ func startTLSVault(t *testing.T, ca *testCA, alsoTrusted *testCA) *tlsVault {
 
 // reissue gives Vault a new serving certificate from ca, which it reads
 // on SIGHUP.
-func (v *tlsVault) reissue(t *testing.T, ca *testCA) {
+func (v *tlsVault) reissue(t *testing.T, ca *vault.TestCA) {
 	t.Helper()
-	certPEM, keyPEM := ca.issue(t, "vault", true)
+	certPEM, keyPEM := ca.Issue(t, "vault", true)
 	renameOver(t, v.servingKey, keyPEM)
 	renameOver(t, v.servingCert, certPEM)
 	if err := syscall.Kill(v.PID(), syscall.SIGHUP); err != nil {
@@ -252,17 +184,17 @@ func settle() { time.Sleep(2500 * time.Millisecond) }
 // removed from the cert auth role, so a login with it would fail. A pair
 // caught half-written keeps the old certificate and says so.
 func TestClientCertificateRotationUnderLoad(t *testing.T) {
-	vaultCA, spare := newTestCA(t, "vault-ca"), newTestCA(t, "spare-ca")
+	vaultCA, spare := vault.NewTestCA(t, "vault-ca"), vault.NewTestCA(t, "spare-ca")
 	v := startTLSVault(t, vaultCA, spare)
-	oldCA, newCA := newTestCA(t, "clients-2025"), newTestCA(t, "clients-2026")
+	oldCA, newCA := vault.NewTestCA(t, "clients-2025"), vault.NewTestCA(t, "clients-2026")
 	if err := v.Client().Sys().EnableAuthWithOptions("cert", &api.EnableAuthOptions{Type: "cert"}); err != nil {
 		t.Fatal(err)
 	}
 	// Tokens of 3 s: the session logs in again every two seconds or so.
-	role := func(trusted ...*testCA) {
+	role := func(trusted ...*vault.TestCA) {
 		var bundle []byte
 		for _, ca := range trusted {
-			bundle = append(bundle, ca.pem...)
+			bundle = append(bundle, ca.PEM...)
 		}
 		v.Write("auth/cert/certs/kms", map[string]any{"certificate": string(bundle), "token_policies": "kms", "token_ttl": "3s", "token_max_ttl": "3s"})
 	}
@@ -272,7 +204,7 @@ func TestClientCertificateRotationUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	oldCert, oldKey := oldCA.issue(t, "kms-old", false)
+	oldCert, oldKey := oldCA.Issue(t, "kms-old", false)
 	renameOver(t, certFile, oldCert)
 	renameOver(t, keyFile, oldKey)
 	t.Setenv("VAULT_CLIENT_CERT", certFile)
@@ -294,7 +226,7 @@ func TestClientCertificateRotationUnderLoad(t *testing.T) {
 
 	// The role trusts both CAs for the rotation, as an operator does.
 	role(oldCA, newCA)
-	newCert, newKey := newCA.issue(t, "kms-new", false)
+	newCert, newKey := newCA.Issue(t, "kms-new", false)
 	// The certificate first: for a moment the pair does not match.
 	renameOver(t, certFile, newCert)
 	settle()
@@ -332,7 +264,7 @@ func TestClientCertificateRotationUnderLoad(t *testing.T) {
 // dropped), loses no call; after it, with Vault restarted so that every
 // connection is new, the plugin verifies Vault with the new CA alone.
 func TestVaultCARotationUnderLoad(t *testing.T) {
-	oldCA, newCA := newTestCA(t, "vault-ca-2025"), newTestCA(t, "vault-ca-2026")
+	oldCA, newCA := vault.NewTestCA(t, "vault-ca-2025"), vault.NewTestCA(t, "vault-ca-2026")
 	v := startTLSVault(t, oldCA, newCA)
 	cc := &connCounter{}
 	tr, _, _, logs := pluginClient(t, v, vault.StaticToken{Token: v.RootToken}, cc.wrap)
@@ -342,11 +274,11 @@ func TestVaultCARotationUnderLoad(t *testing.T) {
 		name string
 		do   func()
 	}{
-		{"trust both CAs", func() { renameOver(t, v.pluginCA, append(append([]byte{}, oldCA.pem...), newCA.pem...)) }},
+		{"trust both CAs", func() { renameOver(t, v.pluginCA, append(append([]byte{}, oldCA.PEM...), newCA.PEM...)) }},
 		{"a CA file caught empty", func() { renameOver(t, v.pluginCA, nil) }},
-		{"trust both CAs again", func() { renameOver(t, v.pluginCA, append(append([]byte{}, oldCA.pem...), newCA.pem...)) }},
+		{"trust both CAs again", func() { renameOver(t, v.pluginCA, append(append([]byte{}, oldCA.PEM...), newCA.PEM...)) }},
 		{"re-issue Vault's certificate from the new CA", func() { v.reissue(t, newCA) }},
-		{"drop the old CA", func() { renameOver(t, v.pluginCA, newCA.pem) }},
+		{"drop the old CA", func() { renameOver(t, v.pluginCA, newCA.PEM) }},
 		{"restart Vault", func() { v.Stop(); v.Start() }},
 	}
 	var connsAtRestart int64
