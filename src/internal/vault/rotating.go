@@ -60,9 +60,3 @@ func (r *rotatingTransport) checkFiles() {
 	r.log.Info("TLS files for Vault changed; new connections use them",
 		"ca_cert", r.files.caFile, "ca_path", r.files.caPath, "client_cert", r.files.certFile)
 }
-
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
-// transport in use.
-func (r *rotatingTransport) CloseIdleConnections() {
-	r.current.Load().CloseIdleConnections()
-}
