@@ -56,11 +56,10 @@ func NewClient(timeout time.Duration, maxConns int, wrap func(http.RoundTripper)
 	if err != nil {
 		return nil, err
 	}
-	material, err := files.load()
+	material, err := files.loadAsOf(files.stamps())
 	if err != nil {
 		return nil, err
 	}
-	files.tried = files.stamps()
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, fmt.Errorf("read VAULT_* settings: %w", cfg.Error)

@@ -62,13 +62,18 @@ func (f *tlsFiles) refresh() (tlsMaterial, bool, error) {
 	if sameStamps(now, f.tried) {
 		return tlsMaterial{}, false, nil
 	}
-	// Stamped before reading: a change during the read is seen next time.
-	f.tried = now
-	m, err := f.load()
+	m, err := f.loadAsOf(now)
 	if err != nil {
 		return tlsMaterial{}, false, err
 	}
 	return m, true, nil
+}
+
+// loadAsOf reads the files and remembers them as they were at stamps,
+// taken before the read: a change during the read is seen next time.
+func (f *tlsFiles) loadAsOf(stamps []fileStamp) (tlsMaterial, error) {
+	f.tried = stamps
+	return f.load()
 }
 
 // load reads and checks every file.

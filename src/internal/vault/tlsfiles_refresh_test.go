@@ -53,10 +53,9 @@ func TestRefreshKeepsTheOldFilesUntilTheNewOnesWork(t *testing.T) {
 			replaceFile(t, f.caFile, oldCert)
 			replaceFile(t, f.certFile, oldCert)
 			replaceFile(t, f.keyFile, oldKey)
-			if _, err := f.load(); err != nil {
+			if _, err := f.loadAsOf(f.stamps()); err != nil {
 				t.Fatal(err)
 			}
-			f.tried = f.stamps()
 			tc.change(f)
 			m, changed, err := f.refresh()
 			switch {
@@ -98,11 +97,10 @@ func TestRefreshSeesAFileAddedToTheCADirectory(t *testing.T) {
 	first, _ := selfSigned(t, "first")
 	replaceFile(t, filepath.Join(dir, "first.pem"), first)
 	f := &tlsFiles{caPath: dir}
-	m, err := f.load()
+	m, err := f.loadAsOf(f.stamps())
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.tried = f.stamps()
 	second, _ := selfSigned(t, "second")
 	replaceFile(t, filepath.Join(dir, "second.pem"), second)
 	m2, changed, err := f.refresh()
