@@ -32,32 +32,24 @@ VAULT_CACERT: the mounted caBundle when given, else the node's ca-cert path.
 {{- end }}
 
 {{/*
-Node files mounted one by one (hostPath type File), as a JSON list: the CA
-certificate when it comes from the node, and the client certificate and key
-of cert auth. They are mounted at the same path as on the node.
-*/}}
-{{- define "vault-kms-plugin.hostFiles" -}}
-{{- $files := list }}
-{{- if and (not .Values.caBundle) (index .Values "ca-cert") }}
-{{- $files = append $files (index .Values "ca-cert") }}
-{{- end }}
-{{- if eq .Values.auth.method "cert" }}
-{{- $files = append $files .Values.auth.cert.certFile }}
-{{- $files = append $files .Values.auth.cert.keyFile }}
-{{- end }}
-{{- uniq $files | toJson }}
-{{- end }}
-
-{{/*
 Node directories mounted whole (hostPath type Directory), as a JSON list: the
 directories of the files the plugin re-reads (a Vault token, an AppRole
-secret_id). A file mount would keep showing the old file once a new one is
-renamed over it, as Vault Agent does; a directory mount sees the new one.
-So the directory must hold nothing else of the node's: checkHostDirs refuses
-the shared ones.
+secret_id, the CA certificate when it comes from the node, the client
+certificate and key of cert auth). A file mount would keep showing the old
+file once a new one is renamed over it, as Vault Agent and certificate
+renewals do; a directory mount sees the new one. So the directory must hold
+nothing else of the node's: checkHostDirs refuses the shared ones. Each is
+mounted at the same path as on the node.
 */}}
 {{- define "vault-kms-plugin.hostDirs" -}}
 {{- $dirs := list }}
+{{- if and (not .Values.caBundle) (index .Values "ca-cert") }}
+{{- $dirs = append $dirs (dir (index .Values "ca-cert")) }}
+{{- end }}
+{{- if eq .Values.auth.method "cert" }}
+{{- $dirs = append $dirs (dir .Values.auth.cert.certFile) }}
+{{- $dirs = append $dirs (dir .Values.auth.cert.keyFile) }}
+{{- end }}
 {{- if eq .Values.auth.method "token" }}
 {{- $dirs = append $dirs (dir .Values.auth.token.tokenFile) }}
 {{- end }}
@@ -229,8 +221,7 @@ capabilities:
 {{/*
 The plugin container's volumeMounts, as a list. Call it with (dict "root" $
 "static" <bool>): the static pod mounts no volume backed by an API object (the
-projected token, the caBundle ConfigMap), only files and directories of the
-node.
+projected token, the caBundle ConfigMap), only directories of the node.
 */}}
 {{- define "vault-kms-plugin.volumeMounts" -}}
 {{- $static := .static }}
@@ -249,11 +240,6 @@ node.
   readOnly: true
 {{- end }}
 {{- end }}
-{{- range $i, $f := include "vault-kms-plugin.hostFiles" . | fromJsonArray }}
-- name: host-file-{{ $i }}
-  mountPath: {{ $f }}
-  readOnly: true
-{{- end }}
 {{- range $i, $d := include "vault-kms-plugin.hostDirs" . | fromJsonArray }}
 - name: host-dir-{{ $i }}
   mountPath: {{ $d }}
@@ -267,7 +253,7 @@ node.
 
 {{/*
 The pod's volumes, as a list, one for each mount of vault-kms-plugin.volumeMounts
-(same dict). Host files and directories keep their path on the node.
+(same dict). Host directories keep their path on the node.
 */}}
 {{- define "vault-kms-plugin.volumes" -}}
 {{- $static := .static }}
@@ -296,12 +282,6 @@ The pod's volumes, as a list, one for each mount of vault-kms-plugin.volumeMount
   configMap:
     name: {{ include "vault-kms-plugin.fullname" . }}-ca
 {{- end }}
-{{- end }}
-{{- range $i, $f := include "vault-kms-plugin.hostFiles" . | fromJsonArray }}
-- name: host-file-{{ $i }}
-  hostPath:
-    path: {{ $f }}
-    type: File
 {{- end }}
 {{- range $i, $d := include "vault-kms-plugin.hostDirs" . | fromJsonArray }}
 - name: host-dir-{{ $i }}

@@ -60,20 +60,28 @@ itself; in the second, it and everything below it.
 
 {{/*
 Refuses a node directory the chart would mount whole (the socket's, and
-those of the files the plugin re-reads) when it is shared with the node's
+those of the files the plugin re-reads: credentials, CA and client
+certificates) when it is shared with the node's
 other files: mounted into a root container, /run holds the container
 runtime's socket, /etc/kubernetes the cluster's keys.
 */}}
 {{- define "vault-kms-plugin.checkHostDirs" -}}
-{{- $mounts := list (list "socket.hostDir" (include "vault-kms-plugin.socketDir" .)) }}
+{{- $mounts := list (list "socket.hostDir" (include "vault-kms-plugin.socketDir" .) "socket.sock") }}
 {{- if eq .Values.auth.method "token" }}
-{{- $mounts = append $mounts (list "auth.token.tokenFile" (dir .Values.auth.token.tokenFile)) }}
+{{- $mounts = append $mounts (list "auth.token.tokenFile" (dir .Values.auth.token.tokenFile) "token") }}
 {{- end }}
 {{- if eq .Values.auth.method "approle" }}
-{{- $mounts = append $mounts (list "auth.approle.secretIdFile" (dir .Values.auth.approle.secretIdFile)) }}
+{{- $mounts = append $mounts (list "auth.approle.secretIdFile" (dir .Values.auth.approle.secretIdFile) "token") }}
 {{- end }}
 {{- if and .Values.staticPod.enabled (eq .Values.auth.method "kubernetes") (include "vault-kms-plugin.jwtFile" .) }}
-{{- $mounts = append $mounts (list "auth.kubernetes.jwtFile" (dir (include "vault-kms-plugin.jwtFile" .))) }}
+{{- $mounts = append $mounts (list "auth.kubernetes.jwtFile" (dir (include "vault-kms-plugin.jwtFile" .)) "token") }}
+{{- end }}
+{{- if and (not .Values.caBundle) (index .Values "ca-cert") }}
+{{- $mounts = append $mounts (list "ca-cert" (dir (index .Values "ca-cert")) "tls/ca.crt") }}
+{{- end }}
+{{- if eq .Values.auth.method "cert" }}
+{{- $mounts = append $mounts (list "auth.cert.certFile" (dir .Values.auth.cert.certFile) "tls/tls.crt") }}
+{{- $mounts = append $mounts (list "auth.cert.keyFile" (dir .Values.auth.cert.keyFile) "tls/tls.key") }}
 {{- end }}
 {{- $dirs := include "vault-kms-plugin.sharedHostDirs" . | fromJsonArray }}
 {{- $trees := include "vault-kms-plugin.sharedHostTrees" . | fromJsonArray }}
@@ -85,7 +93,7 @@ runtime's socket, /etc/kubernetes the cluster's keys.
 {{- if or (eq $d $tree) (hasPrefix (printf "%s/" $tree) $d) }}{{ $shared = true }}{{ end }}
 {{- end }}
 {{- if $shared }}
-{{- fail (printf "%s: the chart would mount the node's directory %s whole into a root container, and %s is shared with the node's other files (the container runtime's socket, the cluster's keys, other pods' volumes). Put the file in a directory of its own, e.g. /var/lib/vault-kms-plugin/%s." $setting $d $d (ternary "socket.sock" "token" (eq $setting "socket.hostDir"))) }}
+{{- fail (printf "%s: the chart would mount the node's directory %s whole into a root container, and %s is shared with the node's other files (the container runtime's socket, the cluster's keys, other pods' volumes). Put the file in a directory of its own, e.g. /var/lib/vault-kms-plugin/%s." $setting $d $d (index $m 2)) }}
 {{- end }}
 {{- end }}
 {{- end }}

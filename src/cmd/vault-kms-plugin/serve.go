@@ -39,7 +39,7 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	}
 	m := metrics.New(version.Version)
 
-	client, err := vault.NewClient(cfg.VaultTimeout, 256, m.Transport)
+	client, err := vault.NewClient(cfg.VaultTimeout, 256, m.Transport, vault.WithLog(log))
 	if err != nil {
 		return err
 	}

@@ -90,14 +90,15 @@ func TestDaemonSetDefaults(t *testing.T) {
 		t.Errorf("sa-token volume = %+v, want a projected token with audience vault", tok.VolumeSource)
 	}
 
-	// ca-cert from the vault-values.yaml: the node file, at the same path.
-	ca := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/home/me/ca.cert" })
+	// ca-cert from the vault-values.yaml: the node file's directory, at the
+	// same path, so that a CA renamed over the old one is seen.
+	ca := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == "/home/me" })
 	if ca < 0 {
-		t.Fatalf("ca-cert /home/me/ca.cert is not mounted: %+v", c.VolumeMounts)
+		t.Fatalf("the directory of ca-cert /home/me/ca.cert is not mounted: %+v", c.VolumeMounts)
 	}
 	v := volumeByName(t, pod.Volumes, c.VolumeMounts[ca].Name)
-	if v.HostPath == nil || v.HostPath.Path != "/home/me/ca.cert" || *v.HostPath.Type != corev1.HostPathFile {
-		t.Errorf("ca-cert volume = %+v, want hostPath /home/me/ca.cert of type File", v.VolumeSource)
+	if v.HostPath == nil || v.HostPath.Path != "/home/me" || *v.HostPath.Type != corev1.HostPathDirectory || !c.VolumeMounts[ca].ReadOnly {
+		t.Errorf("ca-cert volume = %+v, want hostPath /home/me of type Directory, read-only", v.VolumeSource)
 	}
 
 	// RBAC: the service account may review tokens.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,6 +36,13 @@ func TestSharedHostDirsRefused(t *testing.T) {
 			return "auth:\n  method: approle\n  approle:\n    roleId: r\n    secretIdFile: " + strings.TrimSuffix(dir, "/") + "/secret-id\n"
 		}},
 		{"socket.hostDir", func(dir string) string { return "socket:\n  hostDir: " + dir + "\n" }},
+		{"ca-cert", func(dir string) string { return "ca-cert: " + strings.TrimSuffix(dir, "/") + "/vault-ca.pem\n" }},
+		{"auth.cert.certFile", func(dir string) string {
+			return "auth:\n  method: cert\n  cert:\n    certFile: " + strings.TrimSuffix(dir, "/") + "/tls.crt\n    keyFile: /var/lib/vault-kms-plugin/tls/tls.key\n"
+		}},
+		{"auth.cert.keyFile", func(dir string) string {
+			return "auth:\n  method: cert\n  cert:\n    certFile: /var/lib/vault-kms-plugin/tls/tls.crt\n    keyFile: " + strings.TrimSuffix(dir, "/") + "/tls.key\n"
+		}},
 		{"auth.kubernetes.jwtFile", func(dir string) string {
 			return "staticPod:\n  enabled: true\nauth:\n  method: kubernetes\n  kubernetes:\n    jwtFile: " + strings.TrimSuffix(dir, "/") + "/jwt\n"
 		}},
@@ -65,9 +73,11 @@ func TestSharedHostDirsRefused(t *testing.T) {
 			vals["auth"] = valuesYAML(t, "method: token\ntoken:\n  tokenFile: "+file+"\n")
 			r := render(t, vals)
 			ds := r.daemonSet(t)
-			v := volumeByName(t, ds.Spec.Template.Spec.Volumes, "host-dir-0")
-			if want := file[:strings.LastIndex(file, "/")]; v.HostPath == nil || v.HostPath.Path != want {
-				t.Errorf("volume %+v, want the hostPath %s", v.VolumeSource, want)
+			want := file[:strings.LastIndex(file, "/")]
+			if !slices.ContainsFunc(ds.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool {
+				return v.HostPath != nil && v.HostPath.Path == want && *v.HostPath.Type == corev1.HostPathDirectory
+			}) {
+				t.Errorf("volumes %+v, want the hostPath %s", ds.Spec.Template.Spec.Volumes, want)
 			}
 		})
 	}

@@ -3,7 +3,9 @@
 package vault
 
 import (
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -22,11 +24,42 @@ const (
 	h2PingTimeout    = 2 * time.Second
 )
 
+// ClientOption changes how NewClient builds the client.
+type ClientOption func(*clientOptions)
+
+type clientOptions struct {
+	log *slog.Logger
+}
+
+// WithLog sends the client's own warnings (TLS files that changed but
+// cannot be used) to log instead of slog's default logger.
+func WithLog(log *slog.Logger) ClientOption {
+	return func(o *clientOptions) { o.log = log }
+}
+
 // NewClient builds a Vault client from the standard VAULT_* variables.
 // maxConns sizes the idle pool: vault/api's default keeps only a handful of
 // idle connections, so concurrent calls would otherwise open new ones.
 // wrap, if not nil, wraps the HTTP transport (to count requests).
-func NewClient(timeout time.Duration, maxConns int, wrap func(http.RoundTripper) http.RoundTripper) (*api.Client, error) {
+//
+// The TLS files (VAULT_CACERT, VAULT_CAPATH, VAULT_CLIENT_CERT,
+// VAULT_CLIENT_KEY) are read again when they change: new connections use
+// the new files, see rotatingTransport.
+func NewClient(timeout time.Duration, maxConns int, wrap func(http.RoundTripper) http.RoundTripper, opts ...ClientOption) (*api.Client, error) {
+	o := clientOptions{log: slog.Default()}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// Read the TLS files first: their errors name the setting, which
+	// vault/api's do not.
+	files, err := tlsFilesFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	material, err := files.loadAsOf(files.stamps())
+	if err != nil {
+		return nil, err
+	}
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		return nil, fmt.Errorf("read VAULT_* settings: %w", cfg.Error)
@@ -35,15 +68,17 @@ func NewClient(timeout time.Duration, maxConns int, wrap func(http.RoundTripper)
 	// retry in retry.go, only while the caller can still use the answer.
 	cfg.MaxRetries = 0
 	cfg.Timeout = timeout
-	if t, ok := cfg.HttpClient.Transport.(*http.Transport); ok {
-		t.MaxIdleConnsPerHost = maxConns
-		t.MaxIdleConns = maxConns
-		// vault/api enables HTTP/2 with x/net's ConfigureTransport, whose
-		// connections read these settings from net/http's HTTP2 config
-		// when they are made (as net/http's own HTTP/2 does).
-		t.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2PingAfterQuiet, PingTimeout: h2PingTimeout}
+	base, ok := cfg.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("create Vault client: unexpected HTTP transport %T", cfg.HttpClient.Transport)
 	}
-	var rt http.RoundTripper = retryAfterRecorder{cfg.HttpClient.Transport}
+	base.MaxIdleConnsPerHost = maxConns
+	base.MaxIdleConns = maxConns
+	base.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2PingAfterQuiet, PingTimeout: h2PingTimeout}
+	rotating := &rotatingTransport{files: files, build: transportFrom(base), log: o.log}
+	rotating.current.Store(rotating.build(material))
+	rotating.nextCheck.Store(time.Now().Add(tlsCheckEvery).UnixNano())
+	var rt http.RoundTripper = retryAfterRecorder{rotating}
 	if wrap != nil {
 		rt = wrap(rt)
 	}
@@ -53,4 +88,30 @@ func NewClient(timeout time.Duration, maxConns int, wrap func(http.RoundTripper)
 		return nil, fmt.Errorf("create Vault client for %s: %w", cfg.Address, err)
 	}
 	return c, nil
+}
+
+// transportFrom returns a builder of transports that are base (vault/api's,
+// with its proxy, timeouts and TLS settings) with the given TLS material.
+func transportFrom(base *http.Transport) func(tlsMaterial) *http.Transport {
+	return func(m tlsMaterial) *http.Transport {
+		t := base.Clone()
+		// vault/api set up x/net's HTTP/2 on base, bound to base's own
+		// connection pool, which a clone would share. Each transport gets
+		// net/http's HTTP/2 of its own instead, which reads the pings of
+		// t.HTTP2 when it connects.
+		t.TLSNextProto = nil
+		t.ForceAttemptHTTP2 = true
+		if m.roots != nil {
+			t.TLSClientConfig.RootCAs = m.roots
+		}
+		if m.cert != nil {
+			// Given whatever CAs Vault names, as vault/api does: the CA of
+			// a cert auth role need not be in the listener's client CAs.
+			cert := m.cert
+			t.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+				return cert, nil
+			}
+		}
+		return t
+	}
 }
