@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/bed"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 // The names of the README: transit key, Vault policy and role, and the
@@ -118,7 +119,7 @@ func newClusterRun(t *testing.T) *clusterRun {
 		}
 	})
 	b.timed("setup: start etcd", func() { b.StartEtcd(t) })
-	b.timed("setup: start Vault (file storage)", func() { b.StartVault(oldKey, vaultRole) })
+	b.timed("setup: start Vault (file storage)", func() { b.StartVault(testvault.Options{Persistent: true}, oldKey, vaultRole) })
 	b.timed("setup: start kube-apiserver (no encryption)", func() { b.StartAPIServer(t, "") })
 	if _, err := b.Client.CoreV1().Namespaces().Create(ctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
