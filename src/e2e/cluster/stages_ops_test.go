@@ -109,6 +109,20 @@ func (b *clusterRun) pluginSIGKILLAndRestart(t *testing.T) {
 // Vault is back, nothing lost.
 func (b *clusterRun) vaultOutage(t *testing.T) {
 	pluginPID, apiPID := b.plugin.PID(), b.APIServer.PID()
+	stopped := b.stopVaultAndSeeItReported(t)
+	b.writesFailOnceTheDataKeyExpires(t, stopped)
+	b.restartVaultAndSeeWritesRecover(t)
+	if !b.plugin.Running() || b.plugin.PID() != pluginPID || !b.APIServer.Running() || b.APIServer.PID() != apiPID {
+		t.Fatal("the plugin or the apiserver was restarted")
+	}
+	b.checkNothingLost(t)
+	t.Logf("no Secret lost: %d in %s, contents equal", len(b.written), testNS)
+}
+
+// stopVaultAndSeeItReported stops Vault: the plugin's readiness and the
+// apiserver's kms-providers check fail, and Secrets still read. It
+// returns when Vault stopped.
+func (b *clusterRun) stopVaultAndSeeItReported(t *testing.T) time.Time {
 	b.saveVaultLog()
 	stopped := time.Now()
 	b.Vault.Stop()
@@ -132,7 +146,13 @@ func (b *clusterRun) vaultOutage(t *testing.T) {
 	}
 	t.Logf("apiserver /readyz reports the KMS provider unhealthy %s after Vault stopped", time.Since(stopped).Round(time.Second))
 	b.checkSecretsRead(t)
+	return stopped
+}
 
+// writesFailOnceTheDataKeyExpires: with Vault down since stopped, the
+// plugin's Status fails, and writes go on only until the apiserver's data
+// key expires; a refused Secret is not stored.
+func (b *clusterRun) writesFailOnceTheDataKeyExpires(t *testing.T, stopped time.Time) {
 	// The plugin's Status fails while Vault is down (an answer with the
 	// old key_id would make the apiserver extend its data key's write
 	// lifetime forever: k8s.io/apiserver's rotateDEKOnKeyIDChange).
@@ -168,8 +188,11 @@ func (b *clusterRun) vaultOutage(t *testing.T) {
 	if code, _, _ := b.APIGet("/readyz/kms-providers"); code == 200 {
 		t.Fatal("/readyz/kms-providers ok while Vault is down")
 	}
+}
 
-	// Vault back, same storage: everything recovers on its own.
+// restartVaultAndSeeWritesRecover starts Vault again on the same storage:
+// the plugin, the apiserver and writes recover on their own.
+func (b *clusterRun) restartVaultAndSeeWritesRecover(t *testing.T) {
 	b.Vault.Start()
 	b.vaultSaved = 0
 	back := time.Now()
@@ -187,11 +210,6 @@ func (b *clusterRun) vaultOutage(t *testing.T) {
 	})
 	t.Logf("writes accepted again %s after Vault restarted", time.Since(back).Round(100*time.Millisecond))
 	b.checkStoredV2(t, name, b.EtcdGet(t, testNS, name), oldKey+"/v2/", oldKey+":vault:v2:")
-	if !b.plugin.Running() || b.plugin.PID() != pluginPID || !b.APIServer.Running() || b.APIServer.PID() != apiPID {
-		t.Fatal("the plugin or the apiserver was restarted")
-	}
-	b.checkNothingLost(t)
-	t.Logf("no Secret lost: %d in %s, contents equal", len(b.written), testNS)
 }
 
 // kmsV1 runs the apiserver with the README's KMS v1 configuration on a
@@ -247,6 +265,14 @@ func (b *clusterRun) kmsV1(t *testing.T) {
 // old]): the whole control plane restarts, old Secrets read with the old
 // key, new ones and rewrites use the new key.
 func (b *clusterRun) moveToANewKey(t *testing.T) {
+	b.restartOnTheNewKey(t)
+	b.oldSecretsReadNewOnesUseTheNewKey(t)
+}
+
+// restartOnTheNewKey adds the new key in Vault and restarts the control
+// plane with keyNames [new, old]: the old plugin drains on SIGTERM, the
+// new one serves the new key.
+func (b *clusterRun) restartOnTheNewKey(t *testing.T) {
 	// Vault: the new key, and the policy covering both.
 	b.vaultWrite(t, "transit/keys/"+newKey, nil)
 	if err := b.Vault.Client().Sys().PutPolicy(vaultRole, testvault.KMSPolicy("transit", newKey, oldKey)); err != nil {
@@ -287,6 +313,12 @@ func (b *clusterRun) moveToANewKey(t *testing.T) {
 	if id := b.statusKeyID(t); !strings.HasPrefix(id, newKey+"/v1/") {
 		t.Fatalf("Status key_id %q, want %s/v1/...", id, newKey)
 	}
+}
+
+// oldSecretsReadNewOnesUseTheNewKey: the new plugin decrypts the old
+// Secrets with the old key; a new Secret, and then every rewritten one,
+// is under the new key, and nothing is lost.
+func (b *clusterRun) oldSecretsReadNewOnesUseTheNewKey(t *testing.T) {
 	_, deks := b.scanAllV2(t, oldKey+"/v2/", oldKey+":vault:v2:")
 	b.checkSecretsRead(t)
 	calls := b.pluginMetrics(t).grpcCalls("v2", "Decrypt", "OK")

@@ -21,6 +21,14 @@ import (
 // would: it serves its socket but is not ready without Vault's Kubernetes
 // auth.
 func (b *clusterRun) chartRendersAndPluginStarts(t *testing.T) {
+	b.renderedContainerFitsTheBed(t)
+	b.startPluginAsThePod(t)
+}
+
+// renderedContainerFitsTheBed renders the chart and checks the
+// DaemonSet's container: `serve`, variables the binary knows, the values'
+// settings, the README's socket and Vault role.
+func (b *clusterRun) renderedContainerFitsTheBed(t *testing.T) {
 	values := bed.WriteFile(t, filepath.Join(b.LogDir, "vault-values.yaml"),
 		fmt.Sprintf(vaultValues, "  - "+oldKey, b.Vault.Addr))
 	b.rendered = renderChart(t, values)
@@ -59,7 +67,12 @@ func (b *clusterRun) chartRendersAndPluginStarts(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
+}
 
+// startPluginAsThePod applies the chart's ServiceAccount, mints the pod's
+// projected token and starts the plugin: its socket serves, mode 0600,
+// but it is not ready while Vault has no Kubernetes auth.
+func (b *clusterRun) startPluginAsThePod(t *testing.T) {
 	// The chart's ServiceAccount, then the kubelet's TokenRequest.
 	sa := bed.WriteFile(t, filepath.Join(b.LogDir, "serviceaccount.yaml"), b.rendered.yamlOf(func(d doc) bool { return d.kind == "ServiceAccount" }))
 	if out, err := b.Kubectl("apply", "-f", sa); err != nil {
@@ -85,68 +98,8 @@ func (b *clusterRun) chartRendersAndPluginStarts(t *testing.T) {
 // exists, the README's audience needs a token_reviewer_jwt, and the
 // plugin becomes ready.
 func (b *clusterRun) vaultKubernetesAuth(t *testing.T) {
-	c := b.Vault.Client()
-	if err := c.Sys().EnableAuthWithOptions("kubernetes", &api.EnableAuthOptions{Type: "kubernetes"}); err != nil {
-		t.Fatal(err)
-	}
-	// No token_reviewer_jwt: Vault reviews the client's JWT with that JWT.
-	b.vaultWrite(t, "auth/kubernetes/config", map[string]any{
-		"kubernetes_host":      fmt.Sprintf("https://127.0.0.1:%d", b.APIServerPort),
-		"kubernetes_ca_cert":   b.PKI.CAPEM,
-		"disable_local_ca_jwt": true,
-	})
-	role := func(mount, name, aud string) {
-		b.vaultWrite(t, "auth/"+mount+"/role/"+name, map[string]any{
-			"bound_service_account_names":      roleSA,
-			"bound_service_account_namespaces": roleSANS,
-			"audience":                         aud,
-			"token_policies":                   vaultRole,
-			"token_ttl":                        "1h",
-			"token_max_ttl":                    "24h",
-		})
-	}
-	role("kubernetes", vaultRole, apiAudience)
-	login := func(mount, role, jwt string) error {
-		lc := b.Vault.Client()
-		lc.ClearToken()
-		_, err := lc.Logical().Write("auth/"+mount+"/login", map[string]any{"role": role, "jwt": jwt})
-		return err
-	}
-	// Without the chart's system:auth-delegator binding the token cannot
-	// review itself.
-	if err := login("kubernetes", vaultRole, b.jwt); err == nil || !strings.Contains(err.Error(), "permission denied") {
-		t.Fatalf("login before the ClusterRoleBinding: %v, want permission denied", err)
-	}
-	crb := bed.WriteFile(t, filepath.Join(b.LogDir, "clusterrolebinding.yaml"), b.rendered.yamlOf(func(d doc) bool { return d.kind == "ClusterRoleBinding" }))
-	if out, err := b.Kubectl("apply", "-f", crb); err != nil {
-		t.Fatalf("kubectl apply the chart's ClusterRoleBinding: %v\n%s", err, out)
-	}
-	bed.WaitFor(t, 20*time.Second, "Vault login with the pod's token", func() error { return login("kubernetes", vaultRole, b.jwt) })
-
-	// The chart's default audience, vault (the README's role): a token
-	// Vault reviews with itself is refused by the apiserver, binding or
-	// not; Vault needs a token_reviewer_jwt then (chart README,
-	// "Audience and token review").
-	vaultAud := b.tokenFor(t, b.pod.saNS, b.pod.saName, readmeAud)
-	role("kubernetes", "readme-audience", readmeAud)
-	if err := login("kubernetes", "readme-audience", vaultAud); err == nil || !strings.Contains(err.Error(), "permission denied") {
-		t.Fatalf("login with audience %q and no token_reviewer_jwt: %v, want permission denied", readmeAud, err)
-	}
-	if err := c.Sys().EnableAuthWithOptions("kubernetes-reviewer", &api.EnableAuthOptions{Type: "kubernetes"}); err != nil {
-		t.Fatal(err)
-	}
-	b.vaultWrite(t, "auth/kubernetes-reviewer/config", map[string]any{
-		"kubernetes_host":      fmt.Sprintf("https://127.0.0.1:%d", b.APIServerPort),
-		"kubernetes_ca_cert":   b.PKI.CAPEM,
-		"disable_local_ca_jwt": true,
-		// The chart's account is bound to system:auth-delegator.
-		"token_reviewer_jwt": b.tokenFor(t, b.pod.saNS, b.pod.saName, ""),
-	})
-	role("kubernetes-reviewer", vaultRole, readmeAud)
-	if err := login("kubernetes-reviewer", vaultRole, vaultAud); err != nil {
-		t.Fatalf("login with audience %q and a token_reviewer_jwt: %v", readmeAud, err)
-	}
-	t.Logf("audience %q: refused without token_reviewer_jwt, accepted with one; the plugin uses audience %q without one", readmeAud, apiAudience)
+	b.podTokenLogsInOnceBound(t)
+	b.readmeAudienceNeedsAReviewerJWT(t)
 
 	d := b.waitPluginReady(t, 60*time.Second)
 	t.Logf("plugin ready %s after the binding", d.Round(10*time.Millisecond))
@@ -159,6 +112,81 @@ func (b *clusterRun) vaultKubernetesAuth(t *testing.T) {
 		t.Fatalf("probe: %v: %s", err, out)
 	}
 	t.Logf("probe: %s", out)
+}
+
+// podTokenLogsInOnceBound: with Kubernetes auth and no
+// token_reviewer_jwt, Vault reviews the pod's token with that token,
+// which works only once the chart's system:auth-delegator binding exists.
+func (b *clusterRun) podTokenLogsInOnceBound(t *testing.T) {
+	b.enableKubernetesAuth(t, "kubernetes", "")
+	b.writeVaultRole(t, "kubernetes", vaultRole, apiAudience)
+	if err := b.vaultLogin("kubernetes", vaultRole, b.jwt); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("login before the ClusterRoleBinding: %v, want permission denied", err)
+	}
+	crb := bed.WriteFile(t, filepath.Join(b.LogDir, "clusterrolebinding.yaml"), b.rendered.yamlOf(func(d doc) bool { return d.kind == "ClusterRoleBinding" }))
+	if out, err := b.Kubectl("apply", "-f", crb); err != nil {
+		t.Fatalf("kubectl apply the chart's ClusterRoleBinding: %v\n%s", err, out)
+	}
+	bed.WaitFor(t, 20*time.Second, "Vault login with the pod's token", func() error { return b.vaultLogin("kubernetes", vaultRole, b.jwt) })
+}
+
+// readmeAudienceNeedsAReviewerJWT: with the chart's default audience,
+// vault (the README's role), a token Vault reviews with itself is refused
+// by the apiserver, binding or not; Vault needs a token_reviewer_jwt then
+// (chart README, "Audience and token review").
+func (b *clusterRun) readmeAudienceNeedsAReviewerJWT(t *testing.T) {
+	vaultAud := b.tokenFor(t, b.pod.saNS, b.pod.saName, readmeAud)
+	b.writeVaultRole(t, "kubernetes", "readme-audience", readmeAud)
+	if err := b.vaultLogin("kubernetes", "readme-audience", vaultAud); err == nil || !strings.Contains(err.Error(), "permission denied") {
+		t.Fatalf("login with audience %q and no token_reviewer_jwt: %v, want permission denied", readmeAud, err)
+	}
+	// The chart's account is bound to system:auth-delegator.
+	b.enableKubernetesAuth(t, "kubernetes-reviewer", b.tokenFor(t, b.pod.saNS, b.pod.saName, ""))
+	b.writeVaultRole(t, "kubernetes-reviewer", vaultRole, readmeAud)
+	if err := b.vaultLogin("kubernetes-reviewer", vaultRole, vaultAud); err != nil {
+		t.Fatalf("login with audience %q and a token_reviewer_jwt: %v", readmeAud, err)
+	}
+	t.Logf("audience %q: refused without token_reviewer_jwt, accepted with one; the plugin uses audience %q without one", readmeAud, apiAudience)
+}
+
+// enableKubernetesAuth mounts Kubernetes auth at mount, pointed at the
+// bed's apiserver. Without a reviewerJWT ("") Vault reviews each client's
+// JWT with that JWT.
+func (b *clusterRun) enableKubernetesAuth(t *testing.T, mount, reviewerJWT string) {
+	if err := b.Vault.Client().Sys().EnableAuthWithOptions(mount, &api.EnableAuthOptions{Type: "kubernetes"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := map[string]any{
+		"kubernetes_host":      fmt.Sprintf("https://127.0.0.1:%d", b.APIServerPort),
+		"kubernetes_ca_cert":   b.PKI.CAPEM,
+		"disable_local_ca_jwt": true,
+	}
+	if reviewerJWT != "" {
+		cfg["token_reviewer_jwt"] = reviewerJWT
+	}
+	b.vaultWrite(t, "auth/"+mount+"/config", cfg)
+}
+
+// writeVaultRole writes the README's role (its service account, namespace and
+// policy) as name at mount, for tokens with audience aud.
+func (b *clusterRun) writeVaultRole(t *testing.T, mount, name, aud string) {
+	b.vaultWrite(t, "auth/"+mount+"/role/"+name, map[string]any{
+		"bound_service_account_names":      roleSA,
+		"bound_service_account_namespaces": roleSANS,
+		"audience":                         aud,
+		"token_policies":                   vaultRole,
+		"token_ttl":                        "1h",
+		"token_max_ttl":                    "24h",
+	})
+}
+
+// vaultLogin logs in to Vault at mount with role and a service account's
+// JWT.
+func (b *clusterRun) vaultLogin(mount, role, jwt string) error {
+	c := b.Vault.Client()
+	c.ClearToken()
+	_, err := c.Logical().Write("auth/"+mount+"/login", map[string]any{"role": role, "jwt": jwt})
+	return err
 }
 
 // apiserverEncryptsWithKMSv2 restarts the apiserver with the README's
