@@ -148,6 +148,9 @@ func (b *Bed) APIGet(path string) (int, string, error) {
 // command and its output to kubectl.log.
 func (b *Bed) Kubectl(args ...string) (string, error) {
 	cmd := exec.Command(b.KubectlBin, append([]string{"--kubeconfig", b.Kubeconfig}, args...)...)
+	// Dies with its parent: a program interrupted while kubectl runs
+	// leaves nothing behind.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	f, ferr := os.OpenFile(filepath.Join(b.LogDir, "kubectl.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if ferr == nil {

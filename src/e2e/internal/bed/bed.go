@@ -157,5 +157,9 @@ func must(t testvault.TB, err error) {
 // exited is the failure message of a server that stopped while the bed
 // waited for it.
 func exited(p *procs.Process, lines int) string {
-	return fmt.Sprintf("%s exited (%v); last lines of its log %s:\n%s", p.Name, p.Err(), p.LogPath, p.Tail(lines))
+	status := "exit status 0"
+	if err := p.Err(); err != nil {
+		status = err.Error()
+	}
+	return fmt.Sprintf("%s exited (%s); last lines of its log %s:\n%s", p.Name, status, p.LogPath, p.Tail(lines))
 }
