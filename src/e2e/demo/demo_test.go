@@ -61,7 +61,7 @@ func TestDemo(t *testing.T) {
 			plugin:   "/bin/true",
 			wantCode: 1,
 			wantOut:  []string{"== Start the plugin"},
-			wantErr:  []string{"vault-kms-plugin exited", "--- last lines of plugin.log"},
+			wantErr:  []string{"--- last lines of plugin.log", "--- last lines of Vault's log", "demo: vault-kms-plugin exited (exit status 0)"},
 		},
 		{
 			name:        "interrupted with everything running",

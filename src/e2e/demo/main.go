@@ -51,7 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	h := &harness.Program{Stderr: stderr, TempPrefix: "vault-kms-demo-"}
+	// What the test bed logs through the harness (Vault's own log, when a
+	// run fails) is kept, and shown trimmed with the other logs.
+	var bedNotes syncBuffer
+	h := &harness.Program{Stderr: &bedNotes, TempPrefix: "vault-kms-demo-"}
 	// Ctrl-C stops what the demo started, whatever step it is in. The
 	// step then fails on its stopped servers: that error is not news.
 	var interrupted atomic.Bool
@@ -64,7 +67,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		h.RunCleanups()
 		os.Exit(130)
 	}()
-	d := &demo{h: h, out: stdout, pluginBin: *plugin, keep: os.Getenv("DEMO_KEEP") == "1", color: isTerminal(stdout)}
+	d := &demo{h: h, out: stdout, errOut: stderr, bedNotes: &bedNotes, interrupted: &interrupted, pluginBin: *plugin, keep: os.Getenv("DEMO_KEEP") == "1", color: isTerminal(stdout)}
 	err := h.Run(d.run)
 	if interrupted.Load() {
 		select {} // the signal handler exits
