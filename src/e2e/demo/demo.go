@@ -7,9 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +15,6 @@ import (
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/bed"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
-	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/readme"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
@@ -183,56 +180,6 @@ func (d *demo) readBack() {
 	if string(got) != password {
 		d.h.Fatalf("read back %q, want %q", got, password)
 	}
-}
-
-// showLogsOnFailure prints the last lines of every server's log after a
-// failed run.
-func (d *demo) showLogsOnFailure() {
-	if !d.h.Failed() || d.interrupted.Load() {
-		return
-	}
-	logs, _ := filepath.Glob(filepath.Join(d.bed.LogDir, "*.log"))
-	for _, l := range logs {
-		fmt.Fprintf(d.errOut, "--- last lines of %s\n%s\n", filepath.Base(l), procs.Tail(l, 15))
-	}
-	fmt.Fprintf(d.errOut, "--- last lines of Vault's log\n%s\n", lastLines(withoutSecrets(d.bedNotes.String()), 15))
-}
-
-// withoutSecrets drops the lines in which a Vault dev server prints its
-// unseal key and root token.
-func withoutSecrets(log string) string {
-	lines := strings.Split(log, "\n")
-	lines = slices.DeleteFunc(lines, func(l string) bool {
-		return strings.HasPrefix(l, "Unseal Key:") || strings.HasPrefix(l, "Root Token:")
-	})
-	return strings.Join(lines, "\n")
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// syncBuffer is a bytes.Buffer that the run and a signal handler may
-// both write.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // printable is the first n bytes of b with every byte that is not
