@@ -27,6 +27,8 @@ const (
 	secretName = "demo"
 	password   = "hunter2-demo"
 	v2Prefix   = "k8s:enc:kms:v2:vault:" // what the apiserver writes for provider "vault"
+
+	maxSocketPath = 107 // sun_path's 108 bytes, the last a NUL
 )
 
 type demo struct {
@@ -60,8 +62,13 @@ func (d *demo) run() error {
 	// stopped and before the work directory goes.
 	d.h.Cleanup(d.showLogsOnFailure)
 
+	// Checked before anything starts: the plugin could not listen there.
+	socket := filepath.Join(d.bed.Dir, "kmsplugin", "socket.sock")
+	if len(socket) > maxSocketPath {
+		d.h.Fatalf("the plugin's socket %s is %d bytes long, more than a unix socket's %d: set TMPDIR to a shorter directory", socket, len(socket), maxSocketPath)
+	}
 	token := d.startVault()
-	socket := d.startPlugin(token)
+	d.startPlugin(token, socket)
 	d.startControlPlane(socket)
 	d.createSecret()
 	d.showStored()
@@ -86,12 +93,11 @@ func (d *demo) startVault() string {
 	return token
 }
 
-// startPlugin starts the plugin with token and waits until it is ready
-// (logged in, key read). It returns the plugin's socket.
-func (d *demo) startPlugin(token string) string {
+// startPlugin starts the plugin with token on socket and waits until it
+// is ready (logged in, key read).
+func (d *demo) startPlugin(token, socket string) {
 	d.step("Start the plugin")
 	b := d.bed
-	socket := filepath.Join(b.Dir, "kmsplugin", "socket.sock")
 	if err := os.MkdirAll(filepath.Dir(socket), 0o700); err != nil {
 		d.h.Fatal(err)
 	}
@@ -116,7 +122,6 @@ func (d *demo) startPlugin(token string) string {
 		return nil
 	})
 	d.say("plugin ready on unix://%s (logged in to Vault, key %s read)", socket, keyName)
-	return socket
 }
 
 // startControlPlane starts etcd, then kube-apiserver with the README's

@@ -35,6 +35,9 @@ func TestDemo(t *testing.T) {
 		// plugin is the binary given as the plugin: /bin/true exits at
 		// once, as a broken plugin would.
 		plugin string
+		// longTMPDIR puts the demo's TMPDIR so deep that the plugin's
+		// socket path would not fit.
+		longTMPDIR bool
 		// interruptAt is a line of the demo's output at which it gets
 		// SIGINT ("": none).
 		interruptAt string
@@ -64,6 +67,13 @@ func TestDemo(t *testing.T) {
 			wantErr:  []string{"--- last lines of plugin.log", "--- last lines of Vault's log", "demo: vault-kms-plugin exited (exit status 0)"},
 		},
 		{
+			name:       "TMPDIR too long for the socket",
+			plugin:     pluginBin,
+			longTMPDIR: true,
+			wantCode:   1,
+			wantErr:    []string{"is 1", "bytes long, more than a unix socket's 107: set TMPDIR to a shorter directory"},
+		},
+		{
 			name:        "interrupted with everything running",
 			plugin:      pluginBin,
 			interruptAt: "== kubectl create secret",
@@ -72,9 +82,23 @@ func TestDemo(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tmp := t.TempDir() // the demo's TMPDIR: empty again once it ends
+			// The demo's TMPDIR, empty again once it ends. Not t.TempDir():
+			// with the test's name in it the plugin's socket path would pass
+			// the 108 bytes a unix socket's path may have.
+			tmp, err := os.MkdirTemp("", "demo-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(tmp) })
+			demoTmp := tmp
+			if tc.longTMPDIR {
+				demoTmp = filepath.Join(tmp, strings.Repeat("d", 100))
+				if err := os.Mkdir(demoTmp, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
 			cmd := exec.Command(demoBin, "-plugin", tc.plugin)
-			cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+			cmd.Env = append(os.Environ(), "TMPDIR="+demoTmp)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			pipe, err := cmd.StdoutPipe()
@@ -108,8 +132,8 @@ func TestDemo(t *testing.T) {
 			}
 			checkInOrder(t, "stdout", stdout.String(), tc.wantOut)
 			checkInOrder(t, "stderr", stderr.String(), tc.wantErr)
-			if left, _ := os.ReadDir(tmp); len(left) > 0 {
-				t.Errorf("the demo left %d entries in its TMPDIR %s, e.g. %s", len(left), tmp, left[0].Name())
+			if left, _ := os.ReadDir(demoTmp); len(left) > 0 {
+				t.Errorf("the demo left %d entries in its TMPDIR %s, e.g. %s", len(left), demoTmp, left[0].Name())
 			}
 			if pids := processesUsing(tmp); len(pids) > 0 {
 				t.Errorf("processes still running with %s in their command line or environment: %v", tmp, pids)

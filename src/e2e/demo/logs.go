@@ -21,7 +21,9 @@ func (d *demo) showLogsOnFailure() {
 	for _, l := range logs {
 		fmt.Fprintf(d.errOut, "--- last lines of %s\n%s\n", filepath.Base(l), procs.Tail(l, 15))
 	}
-	fmt.Fprintf(d.errOut, "--- last lines of Vault's log\n%s\n", lastLines(withoutSecrets(d.bedNotes.String()), 15))
+	if notes := d.bedNotes.String(); notes != "" {
+		fmt.Fprintf(d.errOut, "--- last lines of Vault's log\n%s\n", lastLines(withoutSecrets(notes), 15))
+	}
 }
 
 // withoutSecrets drops the lines in which a Vault dev server prints its
