@@ -34,8 +34,8 @@ const (
 type demo struct {
 	h        *harness.Program
 	out      io.Writer
-	errOut   io.Writer   // the demo's own messages: failures, logs
-	bedNotes *syncBuffer // what the bed logged (Vault's log on failure)
+	errOut   io.Writer         // the demo's own messages: failures, logs
+	bedNotes *testvault.Buffer // what the bed logged (Vault's log on failure)
 	// interrupted is set by Ctrl-C: the failures that follow, of servers
 	// stopped under a running step, are not worth their logs.
 	interrupted *atomic.Bool

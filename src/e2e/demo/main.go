@@ -21,6 +21,7 @@ import (
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 func main() {
@@ -53,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	// What the test bed logs through the harness (Vault's own log, when a
 	// run fails) is kept, and shown trimmed with the other logs.
-	var bedNotes syncBuffer
+	var bedNotes testvault.Buffer
 	h := &harness.Program{Stderr: &bedNotes, TempPrefix: "vault-kms-demo-"}
 	// Ctrl-C stops what the demo started, whatever step it is in. The
 	// step then fails on its stopped servers: that error is not news.
