@@ -68,14 +68,15 @@ test: testbed build-all ## Everything CI runs: unit and integration tests agains
 
 e2e: ## End to end on a real kube-apiserver + etcd + Vault (builds them on first use).
 	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl
-	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v -run '^TestCluster$$' ./cluster/...
+	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v -run '^(TestCluster|TestDemo)$$' ./cluster/... ./demo/...
 
 e2e-node: ## helm install on a real node: kubelet and containerd run the chart's pods, then the static-pod cold boot (root).
 	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager helm3 helm4
 	cd src/e2e && $(GO) test -count=1 -timeout 40m -v -run '^TestNode$$' ./cluster/...
 
-demo: ## Run the plugin against a real local Vault and kube-apiserver, and show a Secret encrypted in etcd.
-	scripts/demo.sh
+demo: build ## Run the plugin against a real local Vault and kube-apiserver, and show a Secret encrypted in etcd.
+	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl
+	cd src/e2e && $(GO) run ./demo -plugin $(CURDIR)/bin/vault-kms-plugin
 
 bench: ## Measure the plugin side by side with Vault itself; writes BENCHMARKS.md.
 	scripts/testbed.sh --adopt vault

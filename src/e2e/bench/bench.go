@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 )
 
@@ -190,7 +191,7 @@ func (b *bench) measure(ctx context.Context, p *procs.Process, l load, f call, q
 	if p != nil {
 		p1, err := procCPU(p.PID())
 		if err != nil {
-			return res, c, fmt.Errorf("%s: %w\n%s", p.Name, err, output(p))
+			return res, c, fmt.Errorf("%s: %w\n%s", p.Name, err, harness.Output(p))
 		}
 		c.pluginCPU = p1 - p0
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	kmsapi "k8s.io/kms/apis/v2"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 )
 
@@ -49,19 +50,19 @@ func serveKMS(sock string, srv kmsapi.KeyManagementServiceServer) error {
 
 // startServer starts this program as `bench -serve-NAME dir/NAME.sock`
 // with env, and returns the process and a client connection to it.
-func startServer(ctx context.Context, h *harness, name, dir string, env []string) (*procs.Process, *grpc.ClientConn, error) {
+func startServer(ctx context.Context, h *harness.Program, name, dir string, env []string) (*procs.Process, *grpc.ClientConn, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, err
 	}
 	sock := filepath.Join(dir, name+".sock")
-	p, err := h.start(name, filepath.Join(dir, name+".log"), env, self, "-serve-"+name, sock)
+	p, err := h.Start(name, filepath.Join(dir, name+".log"), env, self, "-serve-"+name, sock)
 	if err != nil {
 		return nil, nil, err
 	}
 	_, err = procs.WaitFor(ctx, 10*time.Second, 20*time.Millisecond, name+" server's socket", func() error {
 		if !p.Running() {
-			h.Fatalf("%s server exited at start\n%s", name, output(p))
+			h.Fatalf("%s server exited at start\n%s", name, harness.Output(p))
 		}
 		c, err := net.Dial("unix", sock)
 		if err == nil {
@@ -70,7 +71,7 @@ func startServer(ctx context.Context, h *harness, name, dir string, env []string
 		return err
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w\n%s", err, output(p))
+		return nil, nil, fmt.Errorf("%w\n%s", err, harness.Output(p))
 	}
 	conn, err := dialUnix(sock)
 	if err != nil {

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 )
 
 type options struct {
@@ -57,8 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	h := &harness{stderr: stderr}
-	if err := h.run(func() error { return benchmark(ctx, o, h, stdout) }); err != nil {
+	h := &harness.Program{Stderr: stderr, TempPrefix: "kms-bench-"}
+	if err := h.Run(func() error { return benchmark(ctx, o, h, stdout) }); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("interrupted: %w", err)
 		}

@@ -13,6 +13,7 @@ import (
 	v1beta1 "k8s.io/kms/apis/v1beta1"
 	kmsapi "k8s.io/kms/apis/v2"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 )
 
@@ -51,7 +52,7 @@ func buildPlugin(ctx context.Context, root string) (string, error) {
 // startPlugin starts the plugin on dir/kms.sock against v and waits until
 // its own probe says it is healthy. The key is refreshed hourly so that
 // the only Vault requests in the Status window are those Status causes.
-func startPlugin(ctx context.Context, h *harness, bin string, v *vaultServer, dir string, groupCommit bool, extraEnv []string) (*plugin, error) {
+func startPlugin(ctx context.Context, h *harness.Program, bin string, v *vaultServer, dir string, groupCommit bool, extraEnv []string) (*plugin, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -68,14 +69,14 @@ func startPlugin(ctx context.Context, h *harness, bin string, v *vaultServer, di
 		"VAULT_KMS_GROUP_COMMIT=" + strconv.FormatBool(groupCommit),
 		"VAULT_KMS_KEY_REFRESH_INTERVAL=1h",
 	}, extraEnv...)
-	p.proc, err = h.start("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), procs.Env(env...), bin)
+	p.proc, err = h.Start("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), procs.Env(env...), bin)
 	if err != nil {
 		return nil, err
 	}
 	probe := exec.CommandContext(ctx, bin, "probe", "-endpoint", endpoint, "-wait", "20s")
 	probe.Env = procs.Env()
 	if out, err := probe.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%s is not healthy: %v: %s\n%s", p.proc.Name, err, out, output(p.proc))
+		return nil, fmt.Errorf("%s is not healthy: %v: %s\n%s", p.proc.Name, err, out, harness.Output(p.proc))
 	}
 	if p.conn, err = dialUnix(p.sock); err != nil {
 		return nil, err
@@ -89,7 +90,7 @@ func startPlugin(ctx context.Context, h *harness, bin string, v *vaultServer, di
 // usage is the plugin's CPU time so far and its peak RSS.
 func (p *plugin) usage() (cpu time.Duration, hwm int64, err error) {
 	if !p.proc.Running() {
-		return 0, 0, fmt.Errorf("%s exited\n%s", p.proc.Name, output(p.proc))
+		return 0, 0, fmt.Errorf("%s exited\n%s", p.proc.Name, harness.Output(p.proc))
 	}
 	if cpu, err = procCPU(p.proc.PID()); err != nil {
 		return 0, 0, err

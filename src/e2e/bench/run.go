@@ -11,12 +11,13 @@ import (
 
 	kmsapi "k8s.io/kms/apis/v2"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 // benchmark runs everything and writes the report.
-func benchmark(ctx context.Context, o *options, h *harness, out io.Writer) error {
+func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Writer) error {
 	start := time.Now()
 	root, err := procs.RepoRoot()
 	if err != nil {
@@ -78,7 +79,7 @@ func benchmark(ctx context.Context, o *options, h *harness, out io.Writer) error
 		if pr.cpu, pr.peak, err = pr.p.usage(); err != nil {
 			return err
 		}
-		pr.p.proc.Stop(syscall.SIGTERM, stopGrace)
+		pr.p.proc.Stop(syscall.SIGTERM, harness.StopGrace)
 	}
 	r.points, r.plugins = b.points, b.plugins
 	r.total = time.Since(start)

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
@@ -31,7 +32,7 @@ type vaultServer struct {
 
 // startVault starts the test bed's Vault as the tests do, and stops it
 // when the benchmark ends.
-func startVault(h *harness) *vaultServer {
+func startVault(h *harness.Program) *vaultServer {
 	s := testvault.Start(h, testvault.Options{})
 	s.EnableTransit(transitMount, keyName)
 	auditPath := filepath.Join(s.Dir, "audit.log")

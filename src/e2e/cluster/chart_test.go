@@ -25,6 +25,9 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/bed"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 // The release as the README installs it: `helm install vault-kms-plugin
@@ -50,7 +53,7 @@ type rendered struct {
 // install action (schema validation and kubeVersion check included).
 func renderChart(t testing.TB, valuesFile string) *rendered {
 	t.Helper()
-	c, err := loader.Load(filepath.Join(repoRoot(t), "charts", "vault-kms-plugin"))
+	c, err := loader.Load(filepath.Join(bed.RepoRoot(t), "charts", "vault-kms-plugin"))
 	if err != nil {
 		t.Fatalf("load chart: %v", err)
 	}
@@ -295,7 +298,7 @@ func planPod(t testing.TB, r *rendered, pluginBin, hostRoot, podDir string) *pod
 			if !slices.ContainsFunc(c.Ports, func(cp corev1.ContainerPort) bool { return int(cp.ContainerPort) == port }) {
 				t.Fatalf("env %s=%q: port %d is not a containerPort of the DaemonSet", k, v, port)
 			}
-			ports[int32(port)] = freePort(t)
+			ports[int32(port)] = testvault.FreePort(t)
 			p.env[k] = fmt.Sprintf("127.0.0.1:%d", ports[int32(port)])
 			continue
 		}
@@ -348,9 +351,13 @@ func planPod(t testing.TB, r *rendered, pluginBin, hostRoot, podDir string) *pod
 		}
 		return fmt.Sprintf("http://127.0.0.1:%d%s", local, pr.HTTPGet.Path)
 	}
-	p.readyURL = probeURL("readiness", c.ReadinessProbe)
+	// The chart's readiness probe is /livez, so that a rollout during a
+	// Vault outage replaces one pod at a time; the plugin's own readiness,
+	// which follows Vault and the outage grace, is /readyz beside it.
+	base := strings.TrimSuffix(probeURL("readiness", c.ReadinessProbe), c.ReadinessProbe.HTTPGet.Path)
+	p.readyURL = base + "/readyz"
 	p.liveURL = probeURL("liveness", c.LivenessProbe)
-	p.metricsURL = strings.TrimSuffix(p.readyURL, c.ReadinessProbe.HTTPGet.Path) + "/metrics"
+	p.metricsURL = base + "/metrics"
 	return p
 }
 

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,12 +40,4 @@ func v1Of(t testing.TB, v2 string) string {
 		t.Fatal(err)
 	}
 	return v1
-}
-
-func writeFile(t testing.TB, path, content string) string {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }

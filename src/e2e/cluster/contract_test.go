@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/bed"
 )
 
 // recorder is a testing.TB that records failures instead of failing the
@@ -55,8 +57,8 @@ func failures(t *testing.T, f func(tb testing.TB)) string {
 // of the chart with one mistake put in by hand. It starts no server.
 func TestChartContractChecksCatchMistakes(t *testing.T) {
 	dir := t.TempDir()
-	bin := buildPlugin(t, dir)
-	values := writeFile(t, filepath.Join(dir, "values.yaml"), fmt.Sprintf(vaultValues, "  - "+oldKey, "http://127.0.0.1:8200"))
+	bin := bed.BuildPlugin(t, dir)
+	values := bed.WriteFile(t, filepath.Join(dir, "values.yaml"), fmt.Sprintf(vaultValues, "  - "+oldKey, "http://127.0.0.1:8200"))
 	check := func(r *rendered) string {
 		return failures(t, func(tb testing.TB) {
 			p := planPod(tb, r, bin, filepath.Join(dir, "node"), filepath.Join(dir, "pod"))

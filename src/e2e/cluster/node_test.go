@@ -16,6 +16,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/bed"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 // node is a real Kubernetes node on this machine: containerd (Debian's,
@@ -24,13 +28,13 @@ import (
 // under dir; what containerd, the kubelet and CNI write elsewhere, host
 // records and the teardown removes.
 type node struct {
-	b   *bed
+	b   *testBed
 	dir string
 
 	containerdSock string
-	containerd     *proc
-	kubelet        *proc
-	scheduler, kcm *proc
+	containerd     *procs.Process
+	kubelet        *procs.Process
+	scheduler, kcm *procs.Process
 
 	kubeletArgs []string
 	manifests   string // the kubelet's staticPodPath
@@ -50,14 +54,14 @@ const pauseImage = "registry.k8s.io/pause:3.10"
 // apiserverNodeFlags are the apiserver flags a cluster with a kubelet needs:
 // client certificates (the kubelet's and the controllers'), the kubelet's
 // own authorisation and admission, and the kubelet reached by its name.
-func (b *bed) apiserverNodeFlags(t testing.TB) []string {
+func (b *testBed) apiserverNodeFlags(t testing.TB) []string {
 	t.Helper()
-	cert, key := b.pki.clientCert(t, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
+	cert, key := b.PKI.ClientCert(t, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
 	return []string{
-		"--client-ca-file=" + b.pki.caFile,
+		"--client-ca-file=" + b.PKI.CAFile,
 		"--kubelet-client-certificate=" + cert,
 		"--kubelet-client-key=" + key,
-		"--kubelet-certificate-authority=" + b.pki.caFile,
+		"--kubelet-certificate-authority=" + b.PKI.CAFile,
 		"--kubelet-preferred-address-types=Hostname",
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
@@ -66,20 +70,20 @@ func (b *bed) apiserverNodeFlags(t testing.TB) []string {
 
 // certKubeconfig writes a kubeconfig for the apiserver with a client
 // certificate of user cn (groups orgs).
-func (b *bed) certKubeconfig(t testing.TB, name, cn string, orgs ...string) string {
+func (b *testBed) certKubeconfig(t testing.TB, name, cn string, orgs ...string) string {
 	t.Helper()
-	cert, key := b.pki.clientCert(t, name, cn, orgs...)
-	return writeFile(t, filepath.Join(b.dir, name+".kubeconfig"),
-		b.kubeconfigFor(cn, "client-certificate: "+cert+"\nclient-key: "+key))
+	cert, key := b.PKI.ClientCert(t, name, cn, orgs...)
+	return bed.WriteFile(t, filepath.Join(b.Dir, name+".kubeconfig"),
+		b.KubeconfigFor(cn, "client-certificate: "+cert+"\nclient-key: "+key))
 }
 
 // newNode prepares the node's directories and records the host's state, so
 // that the teardown (registered here, so it runs after everything the node
 // starts has been told to stop) can put it back.
-func newNode(t *testing.T, b *bed) *node {
-	n := &node{b: b, dir: filepath.Join(b.dir, "n")}
+func newNode(t *testing.T, b *testBed) *node {
+	n := &node{b: b, dir: filepath.Join(b.Dir, "n")}
 	n.manifests = filepath.Join(n.dir, "manifests")
-	n.podLogs = filepath.Join(b.logDir, "pods") // kept with the other logs of a failed run
+	n.podLogs = filepath.Join(b.LogDir, "pods") // kept with the other logs of a failed run
 	for _, d := range []string{n.manifests, n.podLogs, filepath.Join(n.dir, "kubelet"), filepath.Join(n.dir, "cni", "bin"), filepath.Join(n.dir, "cni", "net.d"), filepath.Join(n.dir, "sysctl")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -102,7 +106,7 @@ func (n *node) startContainerd(t testing.TB) {
 	bin := hostBin(t, "containerd", "apt-get install containerd runc")
 	hostBin(t, "runc", "apt-get install runc")
 	cniBin := filepath.Join(n.dir, "cni", "bin")
-	goBuild(t, filepath.Join(repoRoot(t), "src", "testbed", "node"), "./cni", filepath.Join(cniBin, "testbed"))
+	goBuild(t, filepath.Join(bed.RepoRoot(t), "src", "testbed", "node"), "./cni", filepath.Join(cniBin, "testbed"))
 	// containerd's CRI sets up each pod's loopback with the standard plugin.
 	lo := "/usr/lib/cni/loopback"
 	if _, err := os.Stat(lo); err != nil {
@@ -111,7 +115,7 @@ func (n *node) startContainerd(t testing.TB) {
 	if err := os.Symlink(lo, filepath.Join(cniBin, "loopback")); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(n.dir, "cni", "net.d", "10-testbed.conf"), fmt.Sprintf(`{
+	bed.WriteFile(t, filepath.Join(n.dir, "cni", "net.d", "10-testbed.conf"), fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "testbed",
   "type": "testbed",
@@ -119,7 +123,7 @@ func (n *node) startContainerd(t testing.TB) {
   "dataDir": %q
 }
 `, filepath.Join(n.dir, "cni", "state")))
-	cfg := writeFile(t, filepath.Join(n.dir, "containerd.toml"), fmt.Sprintf(`version = 2
+	cfg := bed.WriteFile(t, filepath.Join(n.dir, "containerd.toml"), fmt.Sprintf(`version = 2
 root = %[1]q
 state = %[2]q
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
@@ -150,10 +154,10 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     conf_dir = %[7]q
 `, filepath.Join(n.dir, "containerd", "root"), filepath.Join(n.dir, "containerd", "state"), n.containerdSock,
 		filepath.Join(n.dir, "containerd", "opt"), pauseImage, cniBin, filepath.Join(n.dir, "cni", "net.d")))
-	n.containerd = startProc(t, "containerd", filepath.Join(n.b.logDir, "containerd.log"), n.dir, bin, []string{"--config", cfg}, nil)
-	waitFor(t, 30*time.Second, "containerd's socket", func() error {
-		if !n.containerd.running() {
-			t.Fatalf("containerd exited: %v\n%s", n.containerd.err, tail(filepath.Join(n.b.logDir, "containerd.log"), 30))
+	n.containerd = bed.StartProc(t, "containerd", filepath.Join(n.b.LogDir, "containerd.log"), n.dir, bin, []string{"--config", cfg}, nil)
+	bed.WaitFor(t, 30*time.Second, "containerd's socket", func() error {
+		if !n.containerd.Running() {
+			t.Fatalf("containerd exited: %v\n%s", n.containerd.Err(), procs.Tail(filepath.Join(n.b.LogDir, "containerd.log"), 30))
 		}
 		_, err := n.ctr(t, "version")
 		return err
@@ -206,14 +210,14 @@ func (n *node) cri(t testing.TB) (runtimeapi.RuntimeServiceClient, func()) {
 func (n *node) startKubelet(t testing.TB) {
 	t.Helper()
 	b := n.b
-	bin := testbedBin(t, "kubelet")
+	bin := bed.Bin(t, "kubelet")
 	root := filepath.Join(n.dir, "kubelet")
 	if n.kubeletArgs == nil {
 		mount(t, "--bind", root, root)
 		mount(t, "--make-rshared", root)
 		kubeconfig := b.certKubeconfig(t, "kubelet", "system:node:"+nodeName, "system:nodes")
-		serving, servingKey := b.pki.issue(t, "kubelet-serving", servingTemplate(nodeName))
-		cfg := writeFile(t, filepath.Join(n.dir, "kubelet.yaml"), fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+		serving, servingKey := b.PKI.Issue(t, "kubelet-serving", bed.ServingTemplate(nodeName))
+		cfg := bed.WriteFile(t, filepath.Join(n.dir, "kubelet.yaml"), fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
@@ -250,7 +254,7 @@ evictionHard:
   nodefs.inodesFree: 1%%
   imagefs.available: 1%%
 serializeImagePulls: false
-`, freePort(t), freePort(t), serving, servingKey, b.pki.caFile, n.containerdSock, n.manifests, n.podLogs))
+`, testvault.FreePort(t), testvault.FreePort(t), serving, servingKey, b.PKI.CAFile, n.containerdSock, n.manifests, n.podLogs))
 		n.kubeletArgs = []string{"--config=" + cfg, "--kubeconfig=" + kubeconfig, "--hostname-override=" + nodeName,
 			"--root-dir=" + root, "--v=2"}
 	}
@@ -259,20 +263,20 @@ serializeImagePulls: false
 	var script strings.Builder
 	script.WriteString("set -e\n")
 	for _, k := range sortedKeys(sysctls) {
-		f := writeFile(t, filepath.Join(n.dir, "sysctl", strings.ReplaceAll(k, "/", ".")), sysctls[k]+"\n")
+		f := bed.WriteFile(t, filepath.Join(n.dir, "sysctl", strings.ReplaceAll(k, "/", ".")), sysctls[k]+"\n")
 		fmt.Fprintf(&script, "mount --bind -o ro %s /proc/sys/%s\n", f, k)
 	}
 	script.WriteString(`exec "$0" "$@"` + "\n")
 	args := append([]string{"--mount", "--propagation", "unchanged", "--", "/bin/sh", "-c", script.String(), bin}, n.kubeletArgs...)
 	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + n.dir}
-	n.kubelet = startProc(t, "kubelet", filepath.Join(b.logDir, "kubelet.log"), n.dir, "/usr/bin/unshare", args, env)
+	n.kubelet = bed.StartProc(t, "kubelet", filepath.Join(b.LogDir, "kubelet.log"), n.dir, "/usr/bin/unshare", args, env)
 }
 
 // stopKubelet stops the kubelet (SIGTERM) and leaves its pods running, as a
 // kubelet restart does.
 func (n *node) stopKubelet() {
 	if n.kubelet != nil {
-		n.kubelet.stop(syscall.SIGTERM, 30*time.Second)
+		n.kubelet.Stop(syscall.SIGTERM, 30*time.Second)
 	}
 }
 
@@ -283,17 +287,17 @@ func (n *node) startControllers(t testing.TB) {
 	t.Helper()
 	b := n.b
 	sched := b.certKubeconfig(t, "kube-scheduler", "system:kube-scheduler")
-	n.scheduler = startProc(t, "kube-scheduler", filepath.Join(b.logDir, "kube-scheduler.log"), n.dir, testbedBin(t, "kube-scheduler"), []string{
+	n.scheduler = bed.StartProc(t, "kube-scheduler", filepath.Join(b.LogDir, "kube-scheduler.log"), n.dir, bed.Bin(t, "kube-scheduler"), []string{
 		"--kubeconfig=" + sched, "--authentication-kubeconfig=" + sched, "--authorization-kubeconfig=" + sched,
-		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", freePort(t)), "--leader-elect=false",
+		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", testvault.FreePort(t)), "--leader-elect=false",
 	}, nil)
 	kcm := b.certKubeconfig(t, "kube-controller-manager", "system:kube-controller-manager")
-	n.kcm = startProc(t, "kube-controller-manager", filepath.Join(b.logDir, "kube-controller-manager.log"), n.dir, testbedBin(t, "kube-controller-manager"), []string{
+	n.kcm = bed.StartProc(t, "kube-controller-manager", filepath.Join(b.LogDir, "kube-controller-manager.log"), n.dir, bed.Bin(t, "kube-controller-manager"), []string{
 		"--kubeconfig=" + kcm, "--authentication-kubeconfig=" + kcm, "--authorization-kubeconfig=" + kcm,
-		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", freePort(t)), "--leader-elect=false",
+		"--bind-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", testvault.FreePort(t)), "--leader-elect=false",
 		"--use-service-account-credentials=true",
-		"--service-account-private-key-file=" + b.pki.saKey,
-		"--root-ca-file=" + b.pki.caFile,
+		"--service-account-private-key-file=" + b.PKI.SAKey,
+		"--root-ca-file=" + b.PKI.CAFile,
 	}, nil)
 }
 
@@ -302,11 +306,11 @@ func (n *node) startControllers(t testing.TB) {
 // that label on itself).
 func (n *node) waitReady(t testing.TB, timeout time.Duration) time.Duration {
 	t.Helper()
-	d := waitFor(t, timeout, "node "+nodeName+" Ready", func() error {
-		if !n.kubelet.running() {
-			t.Fatalf("the kubelet exited: %v\n%s", n.kubelet.err, tail(filepath.Join(n.b.logDir, "kubelet.log"), 40))
+	d := bed.WaitFor(t, timeout, "node "+nodeName+" Ready", func() error {
+		if !n.kubelet.Running() {
+			t.Fatalf("the kubelet exited: %v\n%s", n.kubelet.Err(), procs.Tail(filepath.Join(n.b.LogDir, "kubelet.log"), 40))
 		}
-		no, err := n.b.client.CoreV1().Nodes().Get(ctx(t), nodeName, metav1.GetOptions{})
+		no, err := n.b.Client.CoreV1().Nodes().Get(ctx(t), nodeName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -320,7 +324,7 @@ func (n *node) waitReady(t testing.TB, timeout time.Duration) time.Duration {
 		}
 		return fmt.Errorf("no Ready condition yet")
 	})
-	if out, err := n.b.kubectl(t, "label", "node", nodeName, "--overwrite", "node-role.kubernetes.io/control-plane="); err != nil {
+	if out, err := n.b.Kubectl("label", "node", nodeName, "--overwrite", "node-role.kubernetes.io/control-plane="); err != nil {
 		t.Fatalf("label the node: %v\n%s", err, out)
 	}
 	return d
@@ -330,7 +334,7 @@ func (n *node) waitReady(t testing.TB, timeout time.Duration) time.Duration {
 // the kubelet would: containers killed, the CNI's DEL run, the network
 // namespace removed.
 func (n *node) removeAllPods(t testing.TB) error {
-	if n.containerd == nil || !n.containerd.running() {
+	if n.containerd == nil || !n.containerd.Running() {
 		return nil
 	}
 	rs, done := n.cri(t)
@@ -360,16 +364,16 @@ func (n *node) removeAllPods(t testing.TB) error {
 // snapshotHost found it, then fails the test for anything left.
 func (n *node) teardown(t testing.TB) {
 	n.stopKubelet()
-	for _, p := range []*proc{n.scheduler, n.kcm} {
+	for _, p := range []*procs.Process{n.scheduler, n.kcm} {
 		if p != nil {
-			p.stop(syscall.SIGTERM, 15*time.Second)
+			p.Stop(syscall.SIGTERM, 15*time.Second)
 		}
 	}
 	if err := n.removeAllPods(t); err != nil {
 		t.Errorf("teardown: %v", err)
 	}
 	if n.containerd != nil {
-		n.containerd.stop(syscall.SIGTERM, 20*time.Second)
+		n.containerd.Stop(syscall.SIGTERM, 20*time.Second)
 	}
 	for _, problem := range n.host.restore() {
 		t.Errorf("teardown: %s", problem)

@@ -17,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/bed"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
@@ -45,9 +46,7 @@ image:
 // e2e-node runs it; docs/testing.md lists what each stage asserts.
 func TestNode(t *testing.T) {
 	began := time.Now()
-	work := t.TempDir()
-	b := &bed{top: t, dir: work, logDir: filepath.Join(work, "logs"), hostDir: "/", written: map[string]map[string][]byte{}}
-	must(t, os.MkdirAll(b.logDir, 0o755))
+	b := newTestBed(t, "/")
 	var timings []string
 	t.Cleanup(func() {
 		t.Logf("stage timings:\n  %s\n  total %.1fs", strings.Join(timings, "\n  "), time.Since(began).Seconds())
@@ -60,33 +59,30 @@ func TestNode(t *testing.T) {
 		if !ok {
 			// What the cluster saw, for the logs kept of a failed run.
 			for _, what := range [][]string{{"get", "events", "-A", "-o", "wide"}, {"get", "pods", "-A", "-o", "yaml"}} {
-				out, _ := b.kubectl(t, what...)
-				writeFile(t, filepath.Join(b.logDir, what[1]+".txt"), out)
+				out, _ := b.Kubectl(what...)
+				bed.WriteFile(t, filepath.Join(b.LogDir, what[1]+".txt"), out)
 			}
 			t.FailNow()
 		}
 	}
 
-	b.etcdBin, b.apiserverBin, b.kubectlBin = testbedBin(t, "etcd"), testbedBin(t, "kube-apiserver"), testbedBin(t, "kubectl")
-	testvault.Bin(t)
-	b.pki = newPKI(t, filepath.Join(work, "pki"))
 	n := newNode(t, b)
 	var images nodeImages
 	var nodeFlags []string
 	// Vault with its own certificate from the test's CA; the CA file is
 	// where the values file's ca-cert says. It lives as long as the test.
-	vcert, vkey := b.pki.issue(t, "vault", servingTemplate("vault", "localhost"))
-	b.vault = testvault.Start(t, testvault.Options{ServingCert: &testvault.ServingCert{CertFile: vcert, KeyFile: vkey, CAFile: b.pki.caFile}})
-	b.vault.EnableTransit("transit", oldKey)
+	vcert, vkey := b.PKI.Issue(t, "vault", bed.ServingTemplate("vault", "localhost"))
+	b.Vault = testvault.Start(t, testvault.Options{ServingCert: &testvault.ServingCert{CertFile: vcert, KeyFile: vkey, CAFile: b.PKI.CAFile}})
+	b.Vault.EnableTransit("transit", oldKey)
 
 	stage("0_images_and_control_plane", func(t *testing.T) {
 		images = buildNodeImages(t, n)
-		b.pluginBin = images.pluginBin
-		b.startEtcd(t)
+		b.PluginBin = images.pluginBin
+		b.StartEtcd(t)
 		nodeFlags = b.apiserverNodeFlags(t)
 		// The apiserver first: the kubelet's CSINode set-up gives up after
 		// about 140 s without one.
-		b.startAPIServer(t, "", nodeFlags...)
+		b.StartAPIServer(t, "", nodeFlags...)
 		n.startControllers(t)
 		n.startContainerd(t)
 		n.importImage(t, images.pause, pauseImage)
@@ -94,20 +90,20 @@ func TestNode(t *testing.T) {
 		n.startKubelet(t)
 		t.Logf("node Ready after %s", n.waitReady(t, 120*time.Second).Round(100*time.Millisecond))
 		b.prepareVaultForNode(t)
-		_, err := b.client.CoreV1().Namespaces().Create(ctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS}}, metav1.CreateOptions{})
+		_, err := b.Client.CoreV1().Namespaces().Create(ctx(t), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNS}}, metav1.CreateOptions{})
 		must(t, err)
 	})
 
 	encrypted := false
 	keys := []string{oldKey}
 	for _, helm := range []string{"helm3", "helm4"} {
-		h := &helmCLI{b: b, bin: testbedBin(t, helm), name: helm}
+		h := &helmCLI{b: b, bin: bed.Bin(t, helm), name: helm}
 		next := fmt.Sprintf("kube-secrets-%s", helm)
 		stage(helm+"_install_rollout_and_helm_test", func(t *testing.T) {
 			t.Logf("%s", h.run(t, "version"))
 			values := b.nodeValues(t, helm+"-values.yaml", keys)
 			start := time.Now()
-			h.run(t, "install", releaseName, filepath.Join(repoRoot(t), "charts", "vault-kms-plugin"), "-n", releaseNS, "-f", values)
+			h.run(t, "install", releaseName, filepath.Join(bed.RepoRoot(t), "charts", "vault-kms-plugin"), "-n", releaseNS, "-f", values)
 			b.rolloutStatus(t)
 			t.Logf("installed and rolled out in %s", time.Since(start).Round(100*time.Millisecond))
 			pod := b.pluginPod(t)
@@ -115,9 +111,17 @@ func TestNode(t *testing.T) {
 				t.Fatalf("pod %s is not Ready after the rollout", pod.Name)
 			}
 			checkSocketMode(t, nodeSocket, 0o600)
-			// The kubelet's probes pass only after a login with the token
-			// the kubelet projected: the plugin says so in its metrics.
-			m := scrape(t, func() (int, string, error) { return httpGet("http://" + nodeHealthAddr + "/metrics") })
+			// The pod is Ready on /livez, which asks nothing of Vault (so
+			// that a rollout during a Vault outage goes one pod at a time);
+			// the plugin's own /readyz passes only after a login with the
+			// token the kubelet projected, and its metrics say so.
+			bed.WaitFor(t, 60*time.Second, "the plugin's /readyz", func() error {
+				if code, body, err := bed.HTTPGet("http://" + nodeHealthAddr + "/readyz"); err != nil || code != 200 {
+					return fmt.Errorf("%d %v %s", code, err, strings.TrimSpace(body))
+				}
+				return nil
+			})
+			m := scrape(t, func() (int, string, error) { return bed.HTTPGet("http://" + nodeHealthAddr + "/metrics") })
 			if m.sum("vault_kms_plugin_vault_logins_total", map[string]string{"outcome": "ok"}) < 1 {
 				t.Fatal("the plugin is Ready but counts no successful Vault login")
 			}
@@ -126,23 +130,23 @@ func TestNode(t *testing.T) {
 
 		stage(helm+"_apiserver_encrypts_through_the_socket", func(t *testing.T) {
 			if !encrypted {
-				cfg := writeFile(t, filepath.Join(b.logDir, "encryption-config.yaml"), readmeEncryptionConfig(t))
+				cfg := bed.WriteFile(t, filepath.Join(b.LogDir, "encryption-config.yaml"), readmeEncryptionConfig(t))
 				if !strings.Contains(readmeEncryptionConfig(t), "unix://"+nodeSocket) {
 					t.Fatalf("the README's EncryptionConfiguration does not name %s", nodeSocket)
 				}
-				b.stopAPIServer(t)
-				b.startAPIServer(t, cfg, nodeFlags...)
+				b.StopAPIServer()
+				b.StartAPIServer(t, cfg, nodeFlags...)
 				encrypted = true
 			}
-			waitFor(t, 90*time.Second, "/readyz/kms-providers", func() error {
-				if code, body, err := b.apiGet("/readyz/kms-providers"); err != nil || code != 200 {
+			bed.WaitFor(t, 90*time.Second, "/readyz/kms-providers", func() error {
+				if code, body, err := b.APIGet("/readyz/kms-providers"); err != nil || code != 200 {
 					return fmt.Errorf("%d %v %s", code, err, body)
 				}
 				return nil
 			})
 			name := b.uniqueName(helm + "-encrypted")
 			b.createSecret(t, name)
-			raw := b.etcdGet(t, testNS, name)
+			raw := b.EtcdGet(t, testNS, name)
 			b.checkStoredV2(t, name, raw, keys[0]+"/", keys[0]+":vault:v")
 			b.checkSecretsRead(t)
 		})
@@ -154,7 +158,7 @@ func TestNode(t *testing.T) {
 			if _, err := n.ctr(t, "tasks", "kill", "--signal", "SIGKILL", id); err != nil {
 				t.Fatal(err)
 			}
-			d := waitFor(t, 90*time.Second, "the killed container restarted and Ready", func() error {
+			d := bed.WaitFor(t, 90*time.Second, "the killed container restarted and Ready", func() error {
 				p, err := b.findPluginPod(t)
 				if err != nil {
 					return err
@@ -169,8 +173,8 @@ func TestNode(t *testing.T) {
 			b.createSecret(t, b.uniqueName(helm+"-after-kill"))
 			b.checkNothingLost(t)
 
-			must(t, b.client.CoreV1().Pods(releaseNS).Delete(ctx(t), pod.Name, metav1.DeleteOptions{}))
-			d = waitFor(t, 120*time.Second, "a new plugin pod Ready", func() error {
+			must(t, b.Client.CoreV1().Pods(releaseNS).Delete(ctx(t), pod.Name, metav1.DeleteOptions{}))
+			d = bed.WaitFor(t, 120*time.Second, "a new plugin pod Ready", func() error {
 				p, err := b.findPluginPod(t)
 				if err != nil {
 					return err
@@ -187,14 +191,14 @@ func TestNode(t *testing.T) {
 		})
 
 		stage(helm+"_upgrade_to_a_new_key", func(t *testing.T) {
-			b.vault.Write("transit/keys/"+next, nil)
+			b.Vault.Write("transit/keys/"+next, nil)
 			keys = append([]string{next}, keys...)
-			b.vault.Policy(vaultRole, testvault.KMSPolicy("transit", keys...))
-			b.vault.Policy("static-pod", testvault.KMSPolicy("transit", keys...))
+			b.Vault.Policy(vaultRole, testvault.KMSPolicy("transit", keys...))
+			b.Vault.Policy("static-pod", testvault.KMSPolicy("transit", keys...))
 			before := b.pluginPod(t)
 			values := b.nodeValues(t, helm+"-upgrade-values.yaml", keys)
 			gap := watchSocket(nodeSocket)
-			h.run(t, "upgrade", releaseName, filepath.Join(repoRoot(t), "charts", "vault-kms-plugin"), "-n", releaseNS, "-f", values)
+			h.run(t, "upgrade", releaseName, filepath.Join(bed.RepoRoot(t), "charts", "vault-kms-plugin"), "-n", releaseNS, "-f", values)
 			b.rolloutStatus(t)
 			after := b.pluginPod(t)
 			if after.Name == before.Name || after.Annotations["checksum/config"] == before.Annotations["checksum/config"] {
@@ -205,12 +209,12 @@ func TestNode(t *testing.T) {
 			b.checkSecretsRead(t)
 			// The apiserver takes the new key once its Status sees the new
 			// key_id (every minute while healthy).
-			d := waitFor(t, 150*time.Second, "a new Secret under "+next, func() error {
+			d := bed.WaitFor(t, 150*time.Second, "a new Secret under "+next, func() error {
 				name := b.uniqueName(helm + "-new-key")
 				if err := b.tryCreateSecret(t, name); err != nil {
 					return err
 				}
-				if raw := b.etcdGet(t, testNS, name); !strings.Contains(string(raw), next+":vault:v1:") {
+				if raw := b.EtcdGet(t, testNS, name); !strings.Contains(string(raw), next+":vault:v1:") {
 					return fmt.Errorf("%s is not under %s yet", name, next)
 				}
 				return nil
@@ -221,7 +225,7 @@ func TestNode(t *testing.T) {
 
 		stage(helm+"_uninstall", func(t *testing.T) {
 			h.run(t, "uninstall", releaseName, "-n", releaseNS, "--wait", "--timeout", "2m")
-			waitFor(t, 60*time.Second, "the socket removed by the pod's SIGTERM", func() error {
+			bed.WaitFor(t, 60*time.Second, "the socket removed by the pod's SIGTERM", func() error {
 				if _, err := os.Lstat(nodeSocket); err == nil {
 					return fmt.Errorf("%s still exists", nodeSocket)
 				}
@@ -234,15 +238,15 @@ func TestNode(t *testing.T) {
 	stage("static_pod_cold_boot", func(t *testing.T) {
 		// Every process but etcd and Vault stops; the node's pods go with
 		// the kubelet's containers, as in a power cut.
-		b.stopAPIServer(t)
+		b.StopAPIServer()
 		n.stopKubelet()
 		must(t, n.removeAllPods(t))
 		manifest := b.staticPodManifest(t, keys)
-		writeFile(t, filepath.Join(n.manifests, "vault-kms-plugin.yaml"), manifest)
+		bed.WriteFile(t, filepath.Join(n.manifests, "vault-kms-plugin.yaml"), manifest)
 		start := time.Now()
 		n.startKubelet(t)
-		d := waitFor(t, 90*time.Second, "the static pod's plugin ready, with no apiserver", func() error {
-			code, body, err := httpGet("http://" + nodeHealthAddr + "/readyz")
+		d := bed.WaitFor(t, 90*time.Second, "the static pod's plugin ready, with no apiserver", func() error {
+			code, body, err := bed.HTTPGet("http://" + nodeHealthAddr + "/readyz")
 			if err != nil || code != 200 {
 				return fmt.Errorf("%d %v %s", code, err, body)
 			}
@@ -250,17 +254,17 @@ func TestNode(t *testing.T) {
 		})
 		checkSocketMode(t, nodeSocket, 0o600)
 		t.Logf("the kubelet started the static pod and it was ready %s later, before any apiserver", d.Round(100*time.Millisecond))
-		cfg := filepath.Join(b.logDir, "encryption-config.yaml")
-		t.Logf("the apiserver with the EncryptionConfiguration ready in %s", b.startAPIServer(t, cfg, nodeFlags...).Round(100*time.Millisecond))
-		if code, body, _ := b.apiGet("/readyz/kms-providers"); code != 200 {
+		cfg := filepath.Join(b.LogDir, "encryption-config.yaml")
+		t.Logf("the apiserver with the EncryptionConfiguration ready in %s", b.StartAPIServer(t, cfg, nodeFlags...).Round(100*time.Millisecond))
+		if code, body, _ := b.APIGet("/readyz/kms-providers"); code != 200 {
 			t.Fatalf("/readyz/kms-providers: %d %s", code, body)
 		}
 		b.checkNothingLost(t)
 		name := b.uniqueName("static-pod")
 		b.createSecret(t, name)
-		b.checkStoredV2(t, name, b.etcdGet(t, testNS, name), keys[0]+"/", keys[0]+":vault:v")
-		waitFor(t, 60*time.Second, "the mirror pod", func() error {
-			_, err := b.client.CoreV1().Pods("kube-system").Get(ctx(t), "vault-kms-plugin-"+nodeName, metav1.GetOptions{})
+		b.checkStoredV2(t, name, b.EtcdGet(t, testNS, name), keys[0]+"/", keys[0]+":vault:v")
+		bed.WaitFor(t, 60*time.Second, "the mirror pod", func() error {
+			_, err := b.Client.CoreV1().Pods("kube-system").Get(ctx(t), "vault-kms-plugin-"+nodeName, metav1.GetOptions{})
 			return err
 		})
 		t.Logf("cold boot to an encrypted Secret: %s", time.Since(start).Round(100*time.Millisecond))
@@ -279,7 +283,7 @@ type nodeImages struct {
 // sandbox's pause image.
 func buildNodeImages(t testing.TB, n *node) nodeImages {
 	t.Helper()
-	root := repoRoot(t)
+	root := bed.RepoRoot(t)
 	out := filepath.Join(n.dir, "images")
 	cmd := exec.Command("make", "-C", root, "image-oci", "OCI_DIR="+out)
 	if b, err := cmd.CombinedOutput(); err != nil {
@@ -313,23 +317,23 @@ func goEnv(t testing.TB, name string) string {
 // Kubernetes auth against the real apiserver, with a reviewer account of
 // Vault's own (bound to system:auth-delegator), and the role the chart's
 // service account logs in with, audience vault (the chart's default).
-func (b *bed) prepareVaultForNode(t testing.TB) {
+func (b *testBed) prepareVaultForNode(t testing.TB) {
 	t.Helper()
 	c := ctx(t)
-	_, err := b.client.CoreV1().ServiceAccounts("kube-system").Create(c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "vault-reviewer"}}, metav1.CreateOptions{})
+	_, err := b.Client.CoreV1().ServiceAccounts("kube-system").Create(c, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "vault-reviewer"}}, metav1.CreateOptions{})
 	must(t, err)
-	_, err = b.client.RbacV1().ClusterRoleBindings().Create(c, &rbacv1.ClusterRoleBinding{
+	_, err = b.Client.RbacV1().ClusterRoleBindings().Create(c, &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "vault-reviewer"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:auth-delegator"},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "vault-reviewer", Namespace: "kube-system"}},
 	}, metav1.CreateOptions{})
 	must(t, err)
-	b.vault.Policy(vaultRole, testvault.KMSPolicy("transit", oldKey))
-	b.vault.Policy("static-pod", testvault.KMSPolicy("transit", oldKey))
-	must(t, b.vault.Client().Sys().EnableAuthWithOptions("kubernetes", &api.EnableAuthOptions{Type: "kubernetes"}))
+	b.Vault.Policy(vaultRole, testvault.KMSPolicy("transit", oldKey))
+	b.Vault.Policy("static-pod", testvault.KMSPolicy("transit", oldKey))
+	must(t, b.Vault.Client().Sys().EnableAuthWithOptions("kubernetes", &api.EnableAuthOptions{Type: "kubernetes"}))
 	b.vaultWrite(t, "auth/kubernetes/config", map[string]any{
-		"kubernetes_host":      fmt.Sprintf("https://127.0.0.1:%d", b.apiserverPort),
-		"kubernetes_ca_cert":   b.pki.caPEM,
+		"kubernetes_host":      fmt.Sprintf("https://127.0.0.1:%d", b.APIServerPort),
+		"kubernetes_ca_cert":   b.PKI.CAPEM,
 		"disable_local_ca_jwt": true,
 		"token_reviewer_jwt":   b.tokenFor(t, "kube-system", "vault-reviewer", ""),
 	})
@@ -343,46 +347,46 @@ func (b *bed) prepareVaultForNode(t testing.TB) {
 }
 
 // nodeValues writes the seed's values file for keys.
-func (b *bed) nodeValues(t testing.TB, name string, keys []string) string {
+func (b *testBed) nodeValues(t testing.TB, name string, keys []string) string {
 	t.Helper()
 	var list strings.Builder
 	for _, k := range keys {
 		fmt.Fprintf(&list, "  - %s\n", k)
 	}
-	return writeFile(t, filepath.Join(b.logDir, name), fmt.Sprintf(seedValues, strings.TrimRight(list.String(), "\n"), b.pki.caFile, b.vault.Addr))
+	return bed.WriteFile(t, filepath.Join(b.LogDir, name), fmt.Sprintf(seedValues, strings.TrimRight(list.String(), "\n"), b.PKI.CAFile, b.Vault.Addr))
 }
 
 // staticPodManifest renders the chart's static pod (helm template, as the
 // chart README says) with the seed's values and a Vault token file: an auth
 // method that needs nothing from the apiserver.
-func (b *bed) staticPodManifest(t testing.TB, keys []string) string {
+func (b *testBed) staticPodManifest(t testing.TB, keys []string) string {
 	t.Helper()
-	tokenDir := filepath.Join(b.dir, "vault-token")
+	tokenDir := filepath.Join(b.Dir, "vault-token")
 	must(t, os.MkdirAll(tokenDir, 0o700))
-	token := b.vault.Token(&api.TokenCreateRequest{Policies: []string{"static-pod"}, TTL: "2h", NoParent: true})
-	tokenFile := writeFile(t, filepath.Join(tokenDir, "token"), token)
+	token := b.Vault.Token(&api.TokenCreateRequest{Policies: []string{"static-pod"}, TTL: "2h", NoParent: true})
+	tokenFile := bed.WriteFile(t, filepath.Join(tokenDir, "token"), token)
 	values := b.nodeValues(t, "static-pod-values.yaml", keys)
-	h := &helmCLI{b: b, bin: testbedBin(t, "helm4"), name: "helm4"}
-	return h.run(t, "template", releaseName, filepath.Join(repoRoot(t), "charts", "vault-kms-plugin"), "-f", values,
+	h := &helmCLI{b: b, bin: bed.Bin(t, "helm4"), name: "helm4"}
+	return h.run(t, "template", releaseName, filepath.Join(bed.RepoRoot(t), "charts", "vault-kms-plugin"), "-f", values,
 		"--set", "staticPod.enabled=true", "--set", "auth.method=token", "--set", "auth.token.tokenFile="+tokenFile)
 }
 
 // helmCLI is the real helm command, Helm 3 or Helm 4, on the bed's
 // kubeconfig, with its caches and config under the test's directory.
 type helmCLI struct {
-	b    *bed
+	b    *testBed
 	bin  string
 	name string
 }
 
 func (h *helmCLI) run(t testing.TB, args ...string) string {
 	t.Helper()
-	home := filepath.Join(h.b.dir, h.name+"-home")
+	home := filepath.Join(h.b.Dir, h.name+"-home")
 	cmd := exec.Command(h.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+h.b.kubeconfig, "HELM_CACHE_HOME="+home+"/cache",
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+h.b.Kubeconfig, "HELM_CACHE_HOME="+home+"/cache",
 		"HELM_CONFIG_HOME="+home+"/config", "HELM_DATA_HOME="+home+"/data")
 	out, err := cmd.CombinedOutput()
-	f, ferr := os.OpenFile(filepath.Join(h.b.logDir, "helm.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, ferr := os.OpenFile(filepath.Join(h.b.LogDir, "helm.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if ferr == nil {
 		fmt.Fprintf(f, "===== %s: %s %q: err=%v\n%s\n", time.Now().Format(time.RFC3339Nano), h.name, args, err, out)
 		f.Close()
@@ -396,10 +400,10 @@ func (h *helmCLI) run(t testing.TB, args ...string) string {
 // rolloutStatus is `kubectl rollout status ds/vault-kms-plugin`, once the
 // DaemonSet controller has counted the node (until then a DaemonSet of no
 // pods counts as rolled out).
-func (b *bed) rolloutStatus(t testing.TB) {
+func (b *testBed) rolloutStatus(t testing.TB) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "the DaemonSet scheduled on the node", func() error {
-		ds, err := b.client.AppsV1().DaemonSets(releaseNS).Get(ctx(t), releaseName, metav1.GetOptions{})
+	bed.WaitFor(t, 60*time.Second, "the DaemonSet scheduled on the node", func() error {
+		ds, err := b.Client.AppsV1().DaemonSets(releaseNS).Get(ctx(t), releaseName, metav1.GetOptions{})
 		if err != nil {
 			return err
 		}
@@ -408,13 +412,13 @@ func (b *bed) rolloutStatus(t testing.TB) {
 		}
 		return nil
 	})
-	if out, err := b.kubectl(t, "rollout", "status", "ds/"+releaseName, "-n", releaseNS, "--timeout=180s"); err != nil {
+	if out, err := b.Kubectl("rollout", "status", "ds/"+releaseName, "-n", releaseNS, "--timeout=180s"); err != nil {
 		t.Fatalf("kubectl rollout status: %v\n%s", err, out)
 	}
 }
 
 // pluginPod is the DaemonSet's one pod (not the helm test pod).
-func (b *bed) pluginPod(t testing.TB) *corev1.Pod {
+func (b *testBed) pluginPod(t testing.TB) *corev1.Pod {
 	t.Helper()
 	p, err := b.findPluginPod(t)
 	if err != nil {
@@ -425,9 +429,9 @@ func (b *bed) pluginPod(t testing.TB) *corev1.Pod {
 
 // findPluginPod is pluginPod for a wait: no pod, or more than one, is an
 // error to retry on (a deleted pod's successor takes a moment to appear).
-func (b *bed) findPluginPod(t testing.TB) (*corev1.Pod, error) {
+func (b *testBed) findPluginPod(t testing.TB) (*corev1.Pod, error) {
 	t.Helper()
-	list, err := b.client.CoreV1().Pods(releaseNS).List(ctx(t), metav1.ListOptions{
+	list, err := b.Client.CoreV1().Pods(releaseNS).List(ctx(t), metav1.ListOptions{
 		LabelSelector: "app.kubernetes.io/instance=" + releaseName + ",app.kubernetes.io/component!=test",
 	})
 	if err != nil {
@@ -456,10 +460,10 @@ func podReady(p *corev1.Pod) bool {
 
 // waitStatusCall waits for the apiserver's Status call to reach the plugin
 // that now serves the socket (a new process: its counters start at zero).
-func (b *bed) waitStatusCall(t testing.TB) {
+func (b *testBed) waitStatusCall(t testing.TB) {
 	t.Helper()
-	d := waitFor(t, 150*time.Second, "the apiserver's Status reaching the new plugin", func() error {
-		code, body, err := httpGet("http://" + nodeHealthAddr + "/metrics")
+	d := bed.WaitFor(t, 150*time.Second, "the apiserver's Status reaching the new plugin", func() error {
+		code, body, err := bed.HTTPGet("http://" + nodeHealthAddr + "/metrics")
 		if err != nil || code != 200 {
 			return fmt.Errorf("%d %v", code, err)
 		}
@@ -515,7 +519,7 @@ func watchSocket(path string) func() time.Duration {
 }
 
 // checkUninstalled checks that helm uninstall removed what the install made.
-func (b *bed) checkUninstalled(t testing.TB) {
+func (b *testBed) checkUninstalled(t testing.TB) {
 	t.Helper()
 	c := ctx(t)
 	gone := func(what string, err error) {
@@ -523,16 +527,16 @@ func (b *bed) checkUninstalled(t testing.TB) {
 			t.Errorf("%s after helm uninstall: %v, want NotFound", what, err)
 		}
 	}
-	_, err := b.client.AppsV1().DaemonSets(releaseNS).Get(c, releaseName, metav1.GetOptions{})
+	_, err := b.Client.AppsV1().DaemonSets(releaseNS).Get(c, releaseName, metav1.GetOptions{})
 	gone("DaemonSet", err)
-	_, err = b.client.CoreV1().ServiceAccounts(releaseNS).Get(c, releaseName, metav1.GetOptions{})
+	_, err = b.Client.CoreV1().ServiceAccounts(releaseNS).Get(c, releaseName, metav1.GetOptions{})
 	gone("ServiceAccount", err)
-	_, err = b.client.CoreV1().ConfigMaps(releaseNS).Get(c, releaseName, metav1.GetOptions{})
+	_, err = b.Client.CoreV1().ConfigMaps(releaseNS).Get(c, releaseName, metav1.GetOptions{})
 	gone("ConfigMap", err)
-	_, err = b.client.RbacV1().ClusterRoleBindings().Get(c, releaseName+"-auth-delegator", metav1.GetOptions{})
+	_, err = b.Client.RbacV1().ClusterRoleBindings().Get(c, releaseName+"-auth-delegator", metav1.GetOptions{})
 	gone("ClusterRoleBinding", err)
-	waitFor(t, 60*time.Second, "the plugin's pods gone", func() error {
-		list, err := b.client.CoreV1().Pods(releaseNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName})
+	bed.WaitFor(t, 60*time.Second, "the plugin's pods gone", func() error {
+		list, err := b.Client.CoreV1().Pods(releaseNS).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/instance=" + releaseName})
 		if err != nil {
 			return err
 		}

@@ -32,7 +32,7 @@ func newSecretData(name string) map[string][]byte {
 }
 
 // createSecret creates a Secret in testNS and records it as written.
-func (b *bed) createSecret(t testing.TB, name string) {
+func (b *testBed) createSecret(t testing.TB, name string) {
 	t.Helper()
 	if err := b.tryCreateSecret(t, name); err != nil {
 		t.Fatalf("create Secret %s/%s: %v", testNS, name, err)
@@ -41,11 +41,11 @@ func (b *bed) createSecret(t testing.TB, name string) {
 
 // tryCreateSecret creates a Secret and records it only if the apiserver
 // stored it.
-func (b *bed) tryCreateSecret(t testing.TB, name string) error {
+func (b *testBed) tryCreateSecret(t testing.TB, name string) error {
 	t.Helper()
 	data := newSecretData(name)
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS}, Data: data}
-	if _, err := b.client.CoreV1().Secrets(testNS).Create(ctx(t), s, metav1.CreateOptions{}); err != nil {
+	if _, err := b.Client.CoreV1().Secrets(testNS).Create(ctx(t), s, metav1.CreateOptions{}); err != nil {
 		return err
 	}
 	b.written[testNS+"/"+name] = data
@@ -53,18 +53,18 @@ func (b *bed) tryCreateSecret(t testing.TB, name string) error {
 }
 
 // uniqueName is a fresh Secret name with a readable prefix.
-func (b *bed) uniqueName(prefix string) string {
+func (b *testBed) uniqueName(prefix string) string {
 	b.seq++
 	return fmt.Sprintf("%s-%03d", prefix, b.seq)
 }
 
 // checkSecretsRead reads every written Secret through the API and compares
 // its data with what was written.
-func (b *bed) checkSecretsRead(t testing.TB) {
+func (b *testBed) checkSecretsRead(t testing.TB) {
 	t.Helper()
 	for _, key := range sortedKeys(b.written) {
 		ns, name, _ := strings.Cut(key, "/")
-		s, err := b.client.CoreV1().Secrets(ns).Get(ctx(t), name, metav1.GetOptions{})
+		s, err := b.Client.CoreV1().Secrets(ns).Get(ctx(t), name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatalf("read Secret %s: %v", key, err)
 		}
@@ -76,9 +76,9 @@ func (b *bed) checkSecretsRead(t testing.TB) {
 
 // checkNothingLost lists the test's namespace through the API and etcd:
 // exactly the written Secrets, with exactly their data.
-func (b *bed) checkNothingLost(t testing.TB) {
+func (b *testBed) checkNothingLost(t testing.TB) {
 	t.Helper()
-	list, err := b.client.CoreV1().Secrets(testNS).List(ctx(t), metav1.ListOptions{})
+	list, err := b.Client.CoreV1().Secrets(testNS).List(ctx(t), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("list Secrets: %v", err)
 	}
@@ -94,7 +94,7 @@ func (b *bed) checkNothingLost(t testing.TB) {
 			t.Fatalf("Secret %s lists as %q, want %q", k, got[k], want)
 		}
 	}
-	if n := len(b.etcdSecrets(t, "/registry/secrets/"+testNS+"/")); n != len(b.written) {
+	if n := len(b.EtcdSecrets(t, "/registry/secrets/"+testNS+"/")); n != len(b.written) {
 		t.Fatalf("etcd holds %d Secrets under /registry/secrets/%s/, the test wrote %d", n, testNS, len(b.written))
 	}
 }
@@ -103,15 +103,15 @@ func (b *bed) checkNothingLost(t testing.TB) {
 // `kubectl get secrets -A -o json | kubectl replace -f -` does: the
 // apiserver writes again every object it read as stale (another key_id, or
 // a provider other than the first).
-func (b *bed) rewriteAll(t testing.TB) int {
+func (b *testBed) rewriteAll(t testing.TB) int {
 	t.Helper()
-	list, err := b.client.CoreV1().Secrets("").List(ctx(t), metav1.ListOptions{})
+	list, err := b.Client.CoreV1().Secrets("").List(ctx(t), metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("list Secrets: %v", err)
 	}
 	for i := range list.Items {
 		s := &list.Items[i]
-		if _, err := b.client.CoreV1().Secrets(s.Namespace).Update(ctx(t), s, metav1.UpdateOptions{}); err != nil {
+		if _, err := b.Client.CoreV1().Secrets(s.Namespace).Update(ctx(t), s, metav1.UpdateOptions{}); err != nil {
 			t.Fatalf("rewrite Secret %s/%s: %v", s.Namespace, s.Name, err)
 		}
 	}
@@ -152,7 +152,7 @@ func decodeV1(raw []byte) (dek []byte, err error) {
 // ciphertext from provider "vault", no plaintext, the key_id and the
 // plugin's DEK ciphertext naming wantKey and its version. It returns the
 // key_id.
-func (b *bed) checkStoredV2(t testing.TB, key string, raw []byte, keyIDPrefix, dekPrefix string) string {
+func (b *testBed) checkStoredV2(t testing.TB, key string, raw []byte, keyIDPrefix, dekPrefix string) string {
 	t.Helper()
 	o, err := decodeV2(raw)
 	if err != nil {
@@ -169,7 +169,7 @@ func (b *bed) checkStoredV2(t testing.TB, key string, raw []byte, keyIDPrefix, d
 }
 
 // checkNoPlaintext fails if raw holds any written Secret's value in clear.
-func (b *bed) checkNoPlaintext(t testing.TB, key string, raw []byte) {
+func (b *testBed) checkNoPlaintext(t testing.TB, key string, raw []byte) {
 	t.Helper()
 	for k, data := range b.written {
 		for _, v := range data {
@@ -183,9 +183,9 @@ func (b *bed) checkNoPlaintext(t testing.TB, key string, raw []byte) {
 // scanAllV2 checks every Secret in etcd (all namespaces): KMS v2, the
 // wanted key_id and DEK ciphertext prefixes, no plaintext. It returns the
 // number of values and the distinct plugin ciphertexts (DEK sources).
-func (b *bed) scanAllV2(t testing.TB, keyIDPrefix, dekPrefix string) (int, map[string]int) {
+func (b *testBed) scanAllV2(t testing.TB, keyIDPrefix, dekPrefix string) (int, map[string]int) {
 	t.Helper()
-	kvs := b.etcdSecrets(t, "/registry/secrets/")
+	kvs := b.EtcdSecrets(t, "/registry/secrets/")
 	deks := map[string]int{}
 	for _, kv := range kvs {
 		b.checkStoredV2(t, string(kv.Key), kv.Value, keyIDPrefix, dekPrefix)

@@ -1,4 +1,4 @@
-package cluster
+package bed
 
 import (
 	"crypto/ecdsa"
@@ -12,33 +12,35 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
-// pki holds the certificates and keys of the control plane, made by the
-// test: a CA, the apiserver's serving certificate (127.0.0.1), and the
-// service-account signing key pair. issue makes more from the same CA: the
-// node's client certificates, Vault's serving certificate.
-type pki struct {
-	dir                    string
-	caFile, caPEM          string
-	servingCert, servingKy string
-	saPub, saKey           string
-	adminToken             string
-	tokenFile              string // the apiserver's --token-auth-file
+// PKI holds the certificates and keys of the control plane, made by the
+// bed: a CA, the apiserver's serving certificate (127.0.0.1), the
+// service-account signing key pair and the admin's bearer token. Issue
+// makes more from the same CA: the node's client certificates, Vault's
+// serving certificate.
+type PKI struct {
+	Dir                     string
+	CAFile, CAPEM           string
+	ServingCert, ServingKey string
+	SAPub, SAKey            string
+	AdminToken              string
+	TokenFile               string // the apiserver's --token-auth-file
 
 	ca     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
 	serial int64
 }
 
-func newPKI(t testing.TB, dir string) *pki {
+// NewPKI makes the CA, the apiserver's certificates and keys and the admin
+// token in dir.
+func NewPKI(t testvault.TB, dir string) *PKI {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{dir: dir, tokenFile: filepath.Join(dir, "tokens.csv")}
+	must(t, os.MkdirAll(dir, 0o700))
+	p := &PKI{Dir: dir, TokenFile: filepath.Join(dir, "tokens.csv")}
 	caKey, _ := newECKey(t)
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -55,29 +57,29 @@ func newPKI(t testing.TB, dir string) *pki {
 	p.ca, err = x509.ParseCertificate(caDER)
 	must(t, err)
 	p.caKey, p.serial = caKey, 1
-	p.caFile = p.writePEM(t, "ca.crt", "CERTIFICATE", caDER)
-	p.caPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
+	p.CAFile = p.writePEM(t, "ca.crt", "CERTIFICATE", caDER)
+	p.CAPEM = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
 
-	p.servingCert, p.servingKy = p.issue(t, "serving", servingTemplate("kube-apiserver", "localhost", "kubernetes.default.svc"))
+	p.ServingCert, p.ServingKey = p.Issue(t, "serving", ServingTemplate("kube-apiserver", "localhost", "kubernetes.default.svc"))
 
 	saKey, saKeyDER := newECKey(t)
 	saPubDER, err := x509.MarshalPKIXPublicKey(&saKey.PublicKey)
 	must(t, err)
-	p.saPub = p.writePEM(t, "sa.pub", "PUBLIC KEY", saPubDER)
-	p.saKey = p.writePEM(t, "sa.key", "PRIVATE KEY", saKeyDER)
+	p.SAPub = p.writePEM(t, "sa.pub", "PUBLIC KEY", saPubDER)
+	p.SAKey = p.writePEM(t, "sa.key", "PRIVATE KEY", saKeyDER)
 
 	tok := make([]byte, 24)
 	_, err = rand.Read(tok)
 	must(t, err)
-	p.adminToken = hex.EncodeToString(tok)
+	p.AdminToken = hex.EncodeToString(tok)
 	// token,user,uid,"group1,group2"
-	must(t, os.WriteFile(p.tokenFile, []byte(p.adminToken+`,e2e-admin,e2e-admin,"system:masters"`+"\n"), 0o600))
+	must(t, os.WriteFile(p.TokenFile, []byte(p.AdminToken+`,e2e-admin,e2e-admin,"system:masters"`+"\n"), 0o600))
 	return p
 }
 
-// issue signs tmpl (subject, names, extended key usages) with the CA for 48
+// Issue signs tmpl (subject, names, extended key usages) with the CA for 48
 // hours and writes NAME.crt and NAME.key; it returns their paths.
-func (p *pki) issue(t testing.TB, name string, tmpl *x509.Certificate) (certFile, keyFile string) {
+func (p *PKI) Issue(t testvault.TB, name string, tmpl *x509.Certificate) (certFile, keyFile string) {
 	t.Helper()
 	key, keyDER := newECKey(t)
 	p.serial++
@@ -90,9 +92,9 @@ func (p *pki) issue(t testing.TB, name string, tmpl *x509.Certificate) (certFile
 	return p.writePEM(t, name+".crt", "CERTIFICATE", der), p.writePEM(t, name+".key", "PRIVATE KEY", keyDER)
 }
 
-// servingTemplate is a serving certificate for cn, valid for 127.0.0.1 and
+// ServingTemplate is a serving certificate for cn, valid for 127.0.0.1 and
 // the DNS names.
-func servingTemplate(cn string, dnsNames ...string) *x509.Certificate {
+func ServingTemplate(cn string, dnsNames ...string) *x509.Certificate {
 	return &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
@@ -101,35 +103,28 @@ func servingTemplate(cn string, dnsNames ...string) *x509.Certificate {
 	}
 }
 
-// clientCert is a client certificate for user cn in groups orgs, as the
+// ClientCert is a client certificate for user cn in groups orgs, as the
 // apiserver's --client-ca-file authenticates it.
-func (p *pki) clientCert(t testing.TB, name, cn string, orgs ...string) (certFile, keyFile string) {
+func (p *PKI) ClientCert(t testvault.TB, name, cn string, orgs ...string) (certFile, keyFile string) {
 	t.Helper()
-	return p.issue(t, name, &x509.Certificate{
+	return p.Issue(t, name, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn, Organization: orgs},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 }
 
-func (p *pki) writePEM(t testing.TB, name, typ string, der []byte) string {
+func (p *PKI) writePEM(t testvault.TB, name, typ string, der []byte) string {
 	t.Helper()
-	path := filepath.Join(p.dir, name)
+	path := filepath.Join(p.Dir, name)
 	must(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
 	return path
 }
 
-func newECKey(t testing.TB) (*ecdsa.PrivateKey, []byte) {
+func newECKey(t testvault.TB) (*ecdsa.PrivateKey, []byte) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	must(t, err)
 	der, err := x509.MarshalPKCS8PrivateKey(k)
 	must(t, err)
 	return k, der
-}
-
-func must(t testing.TB, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
 }
