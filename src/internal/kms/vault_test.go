@@ -10,26 +10,14 @@ import (
 	"time"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
-	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
 // onVault returns a service on the real transit of v, healthy, with its
 // session running until the test ends.
 func onVault(t *testing.T, v *testvault.Server, refresh time.Duration, opts ...Option) *Service {
 	t.Helper()
-	t.Setenv("VAULT_ADDR", v.Addr)
-	t.Setenv("VAULT_TOKEN", v.RootToken)
-	c, err := vault.NewClient(2*time.Second, 8, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sess := vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 2*time.Second, log, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { sess.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	s := New(vault.NewTransit(sess, "transit", 2*time.Second, false), []string{"kube"}, refresh, log, opts...)
+	s := New(v.Transit(t, false), []string{"kube"}, refresh, log, opts...)
 	// Status answers once the session's first login is done too.
 	waitFor(t, "the first key read and login", func() bool { return s.Refresh(context.Background()) == nil && s.Health() == nil })
 	return s

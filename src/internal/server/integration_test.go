@@ -21,7 +21,6 @@ import (
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/kms"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/server"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
-	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
 )
 
 type plugin struct {
@@ -34,15 +33,8 @@ type plugin struct {
 // token, the way the binary wires it.
 func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...string) *plugin {
 	t.Helper()
-	t.Setenv("VAULT_ADDR", v.Addr)
-	t.Setenv("VAULT_TOKEN", v.RootToken)
-	c, err := vault.NewClient(2*time.Second, 8, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sess := vault.NewSession(c, vault.StaticToken{Token: v.RootToken}, 2*time.Second, log, nil)
-	transit := vault.NewTransit(sess, "transit", 2*time.Second, groupCommit)
+	transit := v.Transit(t, groupCommit)
 	svc := kms.New(transit, keys, time.Hour, log)
 	sock := filepath.Join(t.TempDir(), "kms.sock")
 	l, err := server.Listen(sock, 0o600, -1)
@@ -52,7 +44,6 @@ func startPlugin(t testing.TB, v *testvault.Server, groupCommit bool, keys ...st
 	gs := server.New(svc, "test", server.DefaultMaxInflight, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { sess.Run(ctx) }()
 	go func() { server.Serve(ctx, gs, l, time.Second); close(done) }()
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
