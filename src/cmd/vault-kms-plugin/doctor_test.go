@@ -27,7 +27,7 @@ resources:
       - identity: {}
 `
 
-func runDoctorWith(t *testing.T, env map[string]string, encCfg string) (int, string) {
+func runDoctorWith(t *testing.T, env map[string]string, encCfg string, flags ...string) (int, string) {
 	t.Helper()
 	for _, k := range []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_KMS_KEY_NAMES", "VAULT_KMS_LISTEN", "VAULT_KMS_AUTH_METHOD", "VAULT_KMS_STATUS_GRACE"} {
 		t.Setenv(k, "") // restored after the test
@@ -36,7 +36,7 @@ func runDoctorWith(t *testing.T, env map[string]string, encCfg string) (int, str
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	args := []string{"doctor"}
+	args := append([]string{"doctor"}, flags...)
 	if encCfg != "" {
 		f := filepath.Join(t.TempDir(), "enc.yaml")
 		os.WriteFile(f, []byte(encCfg), 0o600)
@@ -120,6 +120,14 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 			}
 		})
 	}
+
+	t.Run("no apiserver under -proc", func(t *testing.T) {
+		e := with(env("good", "kube"), "VAULT_KMS_LISTEN", "unix://"+talosSocket)
+		code, out := runDoctorWith(t, e, "", "-proc", t.TempDir())
+		if code != 0 || !strings.Contains(out, "PASS  socket access") || !strings.Contains(out, "no kube-apiserver process is visible") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+	})
 
 	t.Run("sealed", func(t *testing.T) {
 		e := env("good", "kube")
