@@ -58,39 +58,43 @@ func (d *Doctor) judgeSocket(path string, servers []apiserver, scanErr error) {
 	parent := ownerOf(dir)
 	seen := fmt.Sprintf("%s is %s", path, sock)
 
-	if len(servers) == 0 {
+	var refused, fixes []string
+	for _, s := range servers {
+		who := fmt.Sprintf("kube-apiserver pid %d (uid %d, gid %d, groups %v)", s.PID, s.UID, s.GID, s.Groups)
+		switch {
+		case !s.may(1, parent.uid, parent.gid, parent.perm):
+			refused = append(refused, fmt.Sprintf("%s cannot enter %s, which is %s", who, filepath.Dir(path), parent))
+			fixes = appendNew(fixes, fmt.Sprintf("let the apiserver search the socket's directory: chmod 0755 %s (it needs no read)", filepath.Dir(path)))
+		case !s.may(2, sock.uid, sock.gid, sock.perm):
+			refused = append(refused, who+" cannot connect")
+			fixes = appendNew(fixes, fmt.Sprintf("give the socket to the apiserver's group: VAULT_KMS_SOCKET_GROUP=%d and VAULT_KMS_SOCKET_MODE=0660 (chart: socket.group: %d, socket.mode: \"0660\")", s.GID, s.GID))
+		}
+	}
+	switch {
+	case len(refused) > 0:
+		d.add(socketCheck, Fail, seen+"; "+strings.Join(refused, "; "), strings.Join(fixes, "; "))
+	case sock.perm&0o002 != 0:
+		// Whoever can connect can have the plugin decrypt what it holds.
+		d.add(socketCheck, Warn, seen+": any process on the node can connect and have the plugin decrypt",
+			fmt.Sprintf("close it to others with %s: the apiserver's group and mode 0660", socketSettings))
+	case len(servers) == 0:
 		why := "no kube-apiserver process is visible (doctor runs outside the host's PID namespace, or on a node without one)"
 		if scanErr != nil {
 			why = fmt.Sprintf("cannot look for kube-apiserver processes: %v", scanErr)
 		}
 		d.add(socketCheck, Pass, fmt.Sprintf("%s; %s, so whether it can connect is not checked. A kube-apiserver that is not root (Talos, rootless kubeadm) needs %s", seen, why, socketSettings), "")
-		return
-	}
-
-	var refused []string
-	fixGID := -1
-	for _, s := range servers {
-		switch {
-		case !s.may(1, parent.uid, parent.gid, parent.perm):
-			refused = append(refused, fmt.Sprintf("kube-apiserver pid %d (uid %d, gid %d, groups %v) cannot enter %s, which is %s", s.PID, s.UID, s.GID, s.Groups, filepath.Dir(path), parent))
-		case !s.may(2, sock.uid, sock.gid, sock.perm):
-			refused = append(refused, fmt.Sprintf("kube-apiserver pid %d (uid %d, gid %d, groups %v) cannot connect", s.PID, s.UID, s.GID, s.Groups))
-			fixGID = s.GID
-		}
-	}
-	switch {
-	case len(refused) > 0 && fixGID == -1:
-		d.add(socketCheck, Fail, seen+"; "+strings.Join(refused, "; "),
-			fmt.Sprintf("let the apiserver search the socket's directory: chmod 0755 %s (it needs no read)", filepath.Dir(path)))
-	case len(refused) > 0:
-		d.add(socketCheck, Fail, seen+"; "+strings.Join(refused, "; "),
-			fmt.Sprintf("give the socket to the apiserver's group: VAULT_KMS_SOCKET_GROUP=%d and VAULT_KMS_SOCKET_MODE=0660 (chart: socket.group: %d, socket.mode: \"0660\")", fixGID, fixGID))
-	case sock.perm&0o002 != 0:
-		d.add(socketCheck, Warn, fmt.Sprintf("%s: every kube-apiserver seen can connect, and so can any process on the node, which may then decrypt", seen),
-			fmt.Sprintf("close it to others with %s: the apiserver's group and mode 0660", socketSettings))
 	default:
 		d.add(socketCheck, Pass, fmt.Sprintf("%s; %s can connect", seen, describe(servers)), "")
 	}
+}
+
+func appendNew(list []string, s string) []string {
+	for _, have := range list {
+		if have == s {
+			return list
+		}
+	}
+	return append(list, s)
 }
 
 // fileOwner is what decides who may use a file.

@@ -1,6 +1,7 @@
 package doctor
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -131,7 +132,9 @@ func TestSocketAccess(t *testing.T) {
 		{"group without write", &apiserverCred{nobody, nobody, nil}, 0, nobody, 0o640, 0o755, Fail,
 			[]string{"mode 0640", "cannot connect", "VAULT_KMS_SOCKET_MODE=0660"}},
 		{"nobody apiserver, 0666", &apiserverCred{nobody, nobody, nil}, 0, 0, 0o666, 0o755, Warn,
-			[]string{"mode 0666", "any process on the node", "mode 0660"}},
+			[]string{"mode 0666", "any process on the node can connect", "mode 0660"}},
+		{"no apiserver, 0666", nil, 0, 0, 0o666, 0o755, Warn,
+			[]string{"mode 0666", "any process on the node can connect"}},
 		{"directory closed", &apiserverCred{nobody, nobody, nil}, 0, nobody, 0o660, 0o750, Fail,
 			[]string{"cannot enter", "mode 0750", "chmod 0755"}},
 		{"no apiserver", nil, 0, 0, 0o600, 0o755, Pass,
@@ -211,5 +214,34 @@ func TestFindAPIServersReadsProcRoot(t *testing.T) {
 	missing := filepath.Join(empty, "nothing")
 	if _, err := findAPIServers(missing); err == nil || !strings.Contains(err.Error(), missing) {
 		t.Fatalf("missing root: %v", err)
+	}
+}
+
+// TestParseAPIServerStatus covers what a real process cannot show: status
+// files cut short or of another shape. Real processes are read in
+// TestSocketAccess.
+func TestParseAPIServerStatus(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		status string
+		ok     bool
+		want   apiserver
+	}{
+		{"apiserver", "Name:\tkube-apiserver\nUid:\t1\t2\t3\t65534\nGid:\t4\t5\t6\t65534\nGroups:\t10 20 \n", true,
+			apiserver{PID: 7, UID: 65534, GID: 65534, Groups: []int{10, 20}}},
+		{"other name", "Name:\tkube-apiserver-x\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n", false, apiserver{}},
+		{"no Uid line", "Name:\tkube-apiserver\nGid:\t0\t0\t0\t0\n", false, apiserver{}},
+		{"short Gid", "Name:\tkube-apiserver\nUid:\t0\t0\t0\t0\nGid:\t0\n", false, apiserver{}},
+		{"empty", "", false, apiserver{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := parseAPIServerStatus(7, tc.status)
+			if ok != tc.ok {
+				t.Fatalf("ok %v, want %v (%+v)", ok, tc.ok, got)
+			}
+			if ok && (got.PID != tc.want.PID || got.UID != tc.want.UID || got.GID != tc.want.GID || fmt.Sprint(got.Groups) != fmt.Sprint(tc.want.Groups)) {
+				t.Fatalf("%+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
