@@ -16,6 +16,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	encCfg := fs.String("encryption-config", "", "EncryptionConfiguration file of kube-apiserver to check against this plugin")
+	procRoot := fs.String("proc", "/proc", "where to look for kube-apiserver processes: the host's /proc, e.g. /host/proc when it is mounted into a pod")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -29,7 +30,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "FAIL  %-22s %v\n", "vault client", err)
 		return 1
 	}
-	d := &doctor.Doctor{Cfg: cfg, Client: client, Login: loginFor(cfg, client.Token()), EncryptionConfig: *encCfg}
+	d := &doctor.Doctor{Cfg: cfg, Client: client, Login: loginFor(cfg, client.Token()), EncryptionConfig: *encCfg, ProcRoot: *procRoot}
 	if !doctor.Print(stdout, d.Run(context.Background())) {
 		return 1
 	}

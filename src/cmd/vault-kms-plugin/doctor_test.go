@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ resources:
       - identity: {}
 `
 
-func runDoctorWith(t *testing.T, env map[string]string, encCfg string) (int, string) {
+func runDoctorWith(t *testing.T, env map[string]string, encCfg string, flags ...string) (int, string) {
 	t.Helper()
 	for _, k := range []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_KMS_KEY_NAMES", "VAULT_KMS_LISTEN", "VAULT_KMS_AUTH_METHOD", "VAULT_KMS_STATUS_GRACE"} {
 		t.Setenv(k, "") // restored after the test
@@ -35,7 +36,7 @@ func runDoctorWith(t *testing.T, env map[string]string, encCfg string) (int, str
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	args := []string{"doctor"}
+	args := append([]string{"doctor"}, flags...)
 	if encCfg != "" {
 		f := filepath.Join(t.TempDir(), "enc.yaml")
 		os.WriteFile(f, []byte(encCfg), 0o600)
@@ -68,6 +69,7 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 	env := func(policy, key string) map[string]string {
 		return map[string]string{"VAULT_ADDR": v.Addr, "VAULT_TOKEN": token(policy), "VAULT_KMS_KEY_NAMES": key}
 	}
+	talosSocket := talosStyleSocket(t)
 
 	for _, tc := range []struct {
 		name   string
@@ -82,6 +84,10 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 			[]string{"WARN  status grace", "VAULT_KMS_STATUS_GRACE=0", "fix: set VAULT_KMS_STATUS_GRACE", "/readyz?exclude=kms-providers or /livez", "PASS  round trip"}},
 		{"default status grace", env("good", "kube"), "", 0,
 			[]string{"PASS  status grace", "for 2m0s while Vault is unreachable", "/readyz?exclude=kms-providers or /livez"}},
+		{"socket served as on Talos", with(env("good", "kube"), "VAULT_KMS_LISTEN", "unix://"+talosSocket), "", 0,
+			[]string{"PASS  socket access", talosSocket + " is owned by uid 0, gid 65534, mode 0660"}},
+		{"socket not served", with(env("good", "kube"), "VAULT_KMS_LISTEN", "unix://"+filepath.Join(filepath.Dir(talosSocket), "other.sock")), "", 0,
+			[]string{"WARN  socket access", "other.sock: the plugin is not serving there", "fix: start the plugin"}},
 		{"wrong address", map[string]string{"VAULT_ADDR": fmt.Sprintf("http://127.0.0.1:%d", testvault.FreePort(t)), "VAULT_TOKEN": "x", "VAULT_KMS_KEY_NAMES": "kube"}, "", 1,
 			[]string{"FAIL  vault reachable", "connection refused", "fix: check VAULT_ADDR"}},
 		{"missing key", env("missing", "nosuchkey"), "", 1,
@@ -115,6 +121,14 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 		})
 	}
 
+	t.Run("no apiserver under -proc", func(t *testing.T) {
+		e := with(env("good", "kube"), "VAULT_KMS_LISTEN", "unix://"+talosSocket)
+		code, out := runDoctorWith(t, e, "", "-proc", t.TempDir())
+		if code != 0 || !strings.Contains(out, "PASS  socket access") || !strings.Contains(out, "no kube-apiserver process is visible") {
+			t.Fatalf("exit %d:\n%s", code, out)
+		}
+	})
+
 	t.Run("sealed", func(t *testing.T) {
 		e := env("good", "kube")
 		v.Seal()
@@ -124,4 +138,34 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 			t.Fatalf("exit %d:\n%s", code, out)
 		}
 	})
+}
+
+// talosStyleSocket listens on a real socket of group 65534 and mode 0660,
+// in a directory everyone may search, as the chart sets it up for a
+// kube-apiserver running as 65534. Root and 65534, the apiservers the tests
+// on this machine run, can both connect.
+func talosStyleSocket(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "kmsplugin")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "socket.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := os.Lchown(path, -1, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

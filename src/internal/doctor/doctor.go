@@ -1,6 +1,6 @@
 // Package doctor checks a plugin's setup before an apiserver depends on it:
-// Vault, auth, policy, keys and the EncryptionConfiguration, each with a
-// verdict and the fix.
+// Vault, auth, policy, keys, the EncryptionConfiguration and whether the
+// apiserver can open the socket, each with a verdict and the fix.
 package doctor
 
 import (
@@ -40,6 +40,9 @@ type Doctor struct {
 	// EncryptionConfig is the path of an EncryptionConfiguration to check;
 	// empty skips that check.
 	EncryptionConfig string
+	// ProcRoot is where the socket check looks for kube-apiserver
+	// processes; empty means /proc.
+	ProcRoot string
 
 	results []Result
 }
@@ -53,6 +56,7 @@ func (d *Doctor) add(check string, v Verdict, detail, fix string) {
 func (d *Doctor) Run(ctx context.Context) []Result {
 	d.results = nil
 	d.checkStatusGrace()
+	d.checkSocketAccess()
 	if d.EncryptionConfig != "" {
 		d.checkEncryptionConfig()
 	}
