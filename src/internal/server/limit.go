@@ -27,9 +27,14 @@ const DefaultMaxInflight = 512
 // refused at once with ResourceExhausted. Status and Version pass: they
 // make no Vault call, and health checks must answer during a burst.
 type admission struct {
-	limit   int
-	slots   chan struct{} // one token per call being served
-	waiting atomic.Int64
+	limit int
+	slots chan struct{} // one token per call being served
+	// admitted counts the calls served or waiting for a slot. It goes down
+	// before the call's stream ends, so a client that keeps each
+	// connection's streams at the limit never finds it over twice the
+	// limit on two connections: a slot handed from a finishing call to a
+	// waiter leaves no moment in which both count.
+	admitted atomic.Int64
 }
 
 func newAdmission(limit int) *admission {
@@ -50,19 +55,14 @@ func (a *admission) interceptor() grpc.UnaryServerInterceptor {
 		if err := a.acquire(ctx); err != nil {
 			return nil, err
 		}
-		defer func() { <-a.slots }()
+		defer a.release()
 		return h(ctx, req)
 	}
 }
 
 func (a *admission) acquire(ctx context.Context) error {
-	select {
-	case a.slots <- struct{}{}:
-		return nil
-	default:
-	}
-	defer a.waiting.Add(-1)
-	if a.waiting.Add(1) > int64(a.limit) {
+	if a.admitted.Add(1) > int64(2*a.limit) {
+		a.admitted.Add(-1)
 		return status.Errorf(codes.ResourceExhausted,
 			"%d KMS calls are in flight and %d more wait (VAULT_KMS_MAX_INFLIGHT=%d): refused; "+
 				"retry, or raise VAULT_KMS_MAX_INFLIGHT together with the container's memory limit", a.limit, a.limit, a.limit)
@@ -71,8 +71,14 @@ func (a *admission) acquire(ctx context.Context) error {
 	case a.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
+		a.admitted.Add(-1)
 		return fmt.Errorf("wait for one of the %d KMS calls in flight (VAULT_KMS_MAX_INFLIGHT) to end: %w", a.limit, ctx.Err())
 	}
+}
+
+func (a *admission) release() {
+	<-a.slots
+	a.admitted.Add(-1)
 }
 
 // callsVault reports whether a method of either API reaches Vault.
