@@ -12,8 +12,8 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
-	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 

@@ -202,11 +202,37 @@ func planPod(t testing.TB, r *rendered, pluginBin, hostRoot, podDir string) *pod
 			p.chartEnv[k] = v
 		}
 	}
+	// env entries as the kubelet resolves them: the memory limit through
+	// the downward API, and $(NAME) of an entry defined before.
+	// A variable only referenced that way is the kubelet's business, not
+	// the binary's: it leaves the plan.
+	defined, referenced := map[string]string{}, map[string]bool{}
 	for _, e := range c.Env {
-		if e.ValueFrom != nil {
-			t.Fatalf("env %s: valueFrom is not expected", e.Name)
+		v := e.Value
+		switch {
+		case e.ValueFrom == nil:
+			v = envRef.ReplaceAllStringFunc(v, func(ref string) string {
+				name := ref[2 : len(ref)-1]
+				if val, ok := defined[name]; ok {
+					referenced[name] = true
+					return val
+				}
+				return ref
+			})
+		case e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory":
+			divisor := e.ValueFrom.ResourceFieldRef.Divisor.Value()
+			if divisor == 0 {
+				divisor = 1
+			}
+			v = strconv.FormatInt((c.Resources.Limits.Memory().Value()+divisor-1)/divisor, 10)
+		default:
+			t.Fatalf("env %s: only the memory limit is expected through valueFrom", e.Name)
 		}
-		p.chartEnv[e.Name] = e.Value
+		defined[e.Name] = v
+		p.chartEnv[e.Name] = v
+	}
+	for name := range referenced {
+		delete(p.chartEnv, name)
 	}
 
 	// Volumes.
@@ -402,3 +428,6 @@ func mustJSON(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return string(b)
 }
+
+// envRef is a $(NAME) reference in an env value, which the kubelet expands.
+var envRef = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)

@@ -42,7 +42,7 @@ type recorder struct {
 	mu     sync.Mutex
 	calls  []outcome
 	status []outcome
-	sealed []sealed // what Encrypt calls produced, to decrypt at the end
+	sealed []sealed   // what Encrypt calls produced, to decrypt at the end
 	late   *lateItems // if not nil, told each call's items and deadline
 }
 

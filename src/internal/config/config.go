@@ -92,6 +92,13 @@ const maxMaxInflight = 1 << 20
 // minKeyRefreshInterval is the floor of KeyRefreshInterval.
 const minKeyRefreshInterval = time.Second
 
+// GoRuntimeVars lists the Go runtime variables the plugin's memory use
+// depends on, for --help.
+var GoRuntimeVars = [][2]string{
+	{"GOMEMLIMIT", "soft memory limit of the Go runtime, e.g. 120MiB; keep it under the container's limit"},
+	{"GOGC", "garbage collection target percentage (default 200 in serve: fewer collections per call)"},
+}
+
 // keyNameRE is transit's own rule for key names; it also guarantees a name
 // never contains ':' which the ciphertext format relies on.
 var keyNameRE = regexp.MustCompile(`^\w(([\w.-]+)?\w)?$`)

@@ -21,6 +21,14 @@ func Usage(w io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Go runtime (the chart sets GOMEMLIMIT from the container's memory limit):")
+	for _, v := range GoRuntimeVars {
+		fmt.Fprintf(tw, "  %s\t%s\n", v[0], v[1])
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Plugin:")
 	return envconfig.Usagef(Prefix, &Config{}, w, "  {{range .}}{{usage_key .}}\t{{usage_description .}}{{if usage_default .}} (default {{usage_default .}}){{end}}{{if usage_required .}} (required){{end}}\n{{end}}")
 }
