@@ -16,7 +16,13 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	encCfg := fs.String("encryption-config", "", "EncryptionConfiguration file of kube-apiserver to check against this plugin")
+	deployment := fs.String("deployment", "", "how the plugin runs: daemonset (settings from a ConfigMap) or static-pod; empty if unknown")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	how, err := doctor.ParseDeployment(*deployment)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	cfg, err := config.Load()
@@ -29,7 +35,7 @@ func runDoctor(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "FAIL  %-22s %v\n", "vault client", err)
 		return 1
 	}
-	d := &doctor.Doctor{Cfg: cfg, Client: client, Login: loginFor(cfg, client.Token()), EncryptionConfig: *encCfg}
+	d := &doctor.Doctor{Cfg: cfg, Client: client, Login: loginFor(cfg, client.Token()), EncryptionConfig: *encCfg, Deployment: how}
 	if !doctor.Print(stdout, d.Run(context.Background())) {
 		return 1
 	}

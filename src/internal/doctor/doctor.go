@@ -40,6 +40,9 @@ type Doctor struct {
 	// EncryptionConfig is the path of an EncryptionConfiguration to check;
 	// empty skips that check.
 	EncryptionConfig string
+	// Deployment is how the plugin runs, for the cold-start check of the
+	// EncryptionConfiguration.
+	Deployment Deployment
 
 	results []Result
 }
