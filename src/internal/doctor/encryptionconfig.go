@@ -13,8 +13,8 @@ import (
 // EncryptionConfiguration the checks read. It is declared here rather than
 // imported, to keep k8s.io/apiserver out of the plugin.
 type encryptionConfiguration struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
 	Resources  []resourceEntry `json:"resources"`
 }
 
