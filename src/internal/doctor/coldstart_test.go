@@ -3,7 +3,6 @@ package doctor
 import (
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -35,7 +34,7 @@ func entry(resources string, providers ...string) string {
 	return "  - resources: " + resources + "\n    providers:\n" + strings.Join(providers, "")
 }
 
-func TestColdStart(t *testing.T) {
+func TestDoctorColdStart(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		deployment Deployment
@@ -65,20 +64,12 @@ func TestColdStart(t *testing.T) {
 			}
 			d := &Doctor{Cfg: &config.Config{Listen: "unix:///var/run/kmsplugin/socket.sock"}, EncryptionConfig: f, Deployment: tc.deployment}
 			d.checkEncryptionConfig()
-			verdicts, text := resultsOf(d.results, "encryption config cold start")
-			if !slices.Equal(verdicts, tc.verdicts) {
-				t.Fatalf("verdicts %v, want %v; results %+v", verdicts, tc.verdicts, d.results)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(text, w) {
-					t.Errorf("%q lacks %q", text, w)
-				}
-			}
+			expectResults(t, d.results, "encryption config cold start", tc.verdicts, tc.want)
 		})
 	}
 }
 
-func TestParseDeployment(t *testing.T) {
+func TestDoctorParseDeployment(t *testing.T) {
 	for _, tc := range []struct {
 		flag    string
 		want    Deployment

@@ -3,7 +3,6 @@ package doctor
 import (
 	"context"
 	"encoding/json"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,19 +13,7 @@ import (
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
-// resultsOf returns the verdicts of the results named check, and their
-// details and fixes in one string.
-func resultsOf(results []Result, check string) (verdicts []Verdict, text string) {
-	for _, r := range results {
-		if r.Check == check {
-			verdicts = append(verdicts, r.Verdict)
-			text += r.Detail + " fix: " + r.Fix + "\n"
-		}
-	}
-	return verdicts, text
-}
-
-func TestKeySettingsOnVault(t *testing.T) {
+func TestDoctorKeySettingsOnVault(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
 	v.EnableTransit("transit", "plain")
 	v.Write("transit/keys/derived", map[string]any{"derived": true})
@@ -70,23 +57,15 @@ func TestKeySettingsOnVault(t *testing.T) {
 			} else {
 				d.checkKeySettings(context.Background(), tc.key, tc.encrypts)
 			}
-			verdicts, text := resultsOf(d.results, tc.check)
-			if !slices.Equal(verdicts, tc.verdicts) {
-				t.Fatalf("%s: verdicts %v, want %v; results %+v", tc.check, verdicts, tc.verdicts, d.results)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(text, w) {
-					t.Errorf("%q lacks %q", text, w)
-				}
-			}
+			expectResults(t, d.results, tc.check, tc.verdicts, tc.want)
 		})
 	}
 }
 
-// TestParseKeySettings covers answers Vault 1.21 does not give: an older
+// TestDoctorParseKeySettings covers answers Vault 1.21 does not give: an older
 // Vault without auto_rotate_period, and servers that send a duration
 // string or nonsense.
-func TestParseKeySettings(t *testing.T) {
+func TestDoctorParseKeySettings(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		data    map[string]any
