@@ -15,8 +15,8 @@ import (
 func runDoctor(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	encCfg := fs.String("encryption-config", "", "EncryptionConfiguration file of kube-apiserver to check against this plugin")
 	deployment := fs.String("deployment", "", "how the plugin runs: daemonset (settings from a ConfigMap) or static-pod; empty if unknown")
+	encCfg := fs.String("encryption-config", "", "EncryptionConfiguration file of kube-apiserver to check against this plugin")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -26,8 +26,6 @@ resources:
       - identity: {}
 `
 
-// runDoctorWith runs doctor with env, the EncryptionConfiguration encCfg
-// (none if empty) and further flags.
 func runDoctorWith(t *testing.T, env map[string]string, encCfg string, flags ...string) (int, string) {
 	t.Helper()
 	for _, k := range []string{"VAULT_ADDR", "VAULT_TOKEN", "VAULT_KMS_KEY_NAMES", "VAULT_KMS_LISTEN", "VAULT_KMS_AUTH_METHOD", "VAULT_KMS_STATUS_GRACE"} {
@@ -37,13 +35,12 @@ func runDoctorWith(t *testing.T, env map[string]string, encCfg string, flags ...
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	args := []string{"doctor"}
+	args := append([]string{"doctor"}, flags...)
 	if encCfg != "" {
 		f := filepath.Join(t.TempDir(), "enc.yaml")
 		os.WriteFile(f, []byte(encCfg), 0o600)
 		args = append(args, "-encryption-config", f)
 	}
-	args = append(args, flags...)
 	var out bytes.Buffer
 	code := run(args, &out, &out)
 	return code, out.String()
