@@ -63,6 +63,15 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 	v.Policy("create", testvault.KMSPolicy("transit", "kube")+`path "transit/encrypt/*" { capabilities = ["create", "update"] }`)
 	v.Policy("deletable", testvault.KMSPolicy("transit", "deletable"))
 	v.Policy("missing", testvault.KMSPolicy("transit", "nosuchkey"))
+	v.Write("transit/keys/derived", map[string]any{"derived": true})
+	v.Write("transit/keys/exportable", map[string]any{"exportable": true, "allow_plaintext_backup": true})
+	v.Write("transit/keys/rotating", map[string]any{"auto_rotate_period": "720h"})
+	v.EnableTransit("strict", "kube")
+	v.Write("strict/config/keys", map[string]any{"disable_upsert": true})
+	v.Policy("derived", testvault.KMSPolicy("transit", "derived"))
+	v.Policy("exportable", testvault.KMSPolicy("transit", "exportable"))
+	v.Policy("rotating", testvault.KMSPolicy("transit", "rotating")+`path "transit/config/keys" { capabilities = ["read"] }`)
+	v.Policy("strict", testvault.KMSPolicy("strict", "kube")+`path "strict/config/keys" { capabilities = ["read"] }`)
 	token := func(policy string) string {
 		return v.Token(&api.TokenCreateRequest{Policies: []string{policy}, TTL: "1h"})
 	}
@@ -104,6 +113,18 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 			[]string{"FAIL  encryption config", "no kms provider has endpoint unix:///var/run/kmsplugin/socket.sock"}},
 		{"identity first", env("good", "kube"), strings.Replace(strings.Replace(goodEncryptionConfig, "      - identity: {}\n", "", 1), "    providers:\n", "    providers:\n      - identity: {}\n", 1), 1,
 			[]string{"identity {} comes before the kms provider"}},
+		{"derived key", env("derived", "derived"), "", 1,
+			[]string{"FAIL  key derived material", "derived is true", "needs a context", "fix: create a key without derivation"}},
+		{"exportable key", env("exportable", "exportable"), "", 0,
+			[]string{"WARN  key exportable material", "exportable is true", "allow_plaintext_backup is true", "fix: restrict read on transit/export/ and transit/backup/"}},
+		{"rotating key, upsert on", env("rotating", "rotating"), "", 0,
+			[]string{"PASS  key rotating rotation", "auto_rotate_period is 720h0m0s", "WARN  transit upsert", "transit/config/keys has disable_upsert false", "fix: vault write transit/config/keys disable_upsert=true"}},
+		{"no rotation, config/keys unreadable", env("good", "kube"), "", 0,
+			[]string{"PASS  key kube material", "NOTE  key kube rotation", "auto_rotate_period is 0", "auto_rotate_period=2160h", "NOTE  transit upsert", "may not read transit/config/keys", "disable_upsert=true"}},
+		{"upsert disabled", with(env("strict", "kube"), "VAULT_KMS_TRANSIT_PATH", "strict"), "", 0,
+			[]string{"PASS  transit upsert", "strict/config/keys has disable_upsert true", "PASS  round trip"}},
+		{"configmaps under kms, deployment unknown", env("good", "kube"), strings.Replace(goodEncryptionConfig, "[secrets]", "[secrets, configmaps]", 1), 0,
+			[]string{"WARN  encryption config cold start", "cannot read any ConfigMap until this plugin runs", "if the plugin runs as a DaemonSet", `fix: list configmaps in an entry of its own before "configmaps"`, "staticPod.enabled=true"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := runDoctorWith(t, tc.env, tc.encCfg)
@@ -136,6 +157,49 @@ path "transit/keys/kube" { capabilities = ["read"] }`)
 		code, out := runDoctorWith(t, e, "")
 		if code != 1 || !strings.Contains(out, "FAIL  vault unsealed") || !strings.Contains(out, "is sealed") {
 			t.Fatalf("exit %d:\n%s", code, out)
+		}
+	})
+
+	t.Run("deployment", func(t *testing.T) {
+		wildcard := strings.Replace(goodEncryptionConfig, "[secrets]", "['*.*']", 1)
+		configMapsFirst := strings.Replace(goodEncryptionConfig, "resources:\n", "resources:\n  - resources: [configmaps]\n    providers: [identity: {}]\n", 1)
+		for _, tc := range []struct {
+			name, deployment, encCfg string
+			code                     int
+			want, unwanted           []string
+		}{
+			{"daemonset, *.* under kms", "daemonset", wildcard, 0,
+				[]string{"WARN  encryption config cold start", "DaemonSet pod cannot start without its ConfigMap", `before "*.*"`}, nil},
+			{"daemonset, core wildcard under kms", "daemonset", strings.Replace(goodEncryptionConfig, "[secrets]", "['*.']", 1), 0,
+				[]string{"WARN  encryption config cold start", `before "*."`}, nil},
+			{"static pod, *.* under kms", "static-pod", wildcard, 0,
+				[]string{"PASS  encryption config cold start", "static pod"}, nil},
+			{"daemonset, configmaps listed before under identity", "daemonset", strings.Replace(configMapsFirst, "[secrets]", "['*.*']", 1), 0,
+				[]string{"PASS  encryption config *.*"}, []string{"cold start"}},
+			{"daemonset, secrets only", "daemonset", goodEncryptionConfig, 0,
+				[]string{"PASS  encryption config secrets"}, []string{"cold start"}},
+			{"unknown deployment", "pod", goodEncryptionConfig, 2,
+				[]string{`-deployment="pod" is not a way to run the plugin: use daemonset, static-pod`}, nil},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				code, out := runDoctorWith(t, env("good", "kube"), tc.encCfg, "-deployment", tc.deployment)
+				if code != tc.code {
+					t.Errorf("exit %d, want %d", code, tc.code)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(out, w) {
+						t.Errorf("output lacks %q", w)
+					}
+				}
+				for _, u := range tc.unwanted {
+					if strings.Contains(out, u) {
+						t.Errorf("output has %q", u)
+					}
+				}
+				if t.Failed() {
+					t.Logf("doctor said:\n%s", out)
+				}
+			})
 		}
 	})
 }

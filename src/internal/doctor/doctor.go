@@ -37,6 +37,9 @@ type Doctor struct {
 	Cfg    *config.Config
 	Client *api.Client
 	Login  vault.Login
+	// Deployment is how the plugin runs, for the cold-start check of the
+	// EncryptionConfiguration.
+	Deployment Deployment
 	// EncryptionConfig is the path of an EncryptionConfiguration to check;
 	// empty skips that check.
 	EncryptionConfig string

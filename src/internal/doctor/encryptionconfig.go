@@ -13,12 +13,14 @@ import (
 // EncryptionConfiguration the checks read. It is declared here rather than
 // imported, to keep k8s.io/apiserver out of the plugin.
 type encryptionConfiguration struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Resources  []struct {
-		Resources []string   `json:"resources"`
-		Providers []provider `json:"providers"`
-	} `json:"resources"`
+	APIVersion string          `json:"apiVersion"`
+	Kind       string          `json:"kind"`
+	Resources  []resourceEntry `json:"resources"`
+}
+
+type resourceEntry struct {
+	Resources []string   `json:"resources"`
+	Providers []provider `json:"providers"`
 }
 
 type provider struct {
@@ -56,7 +58,7 @@ func (d *Doctor) checkEncryptionConfig() {
 	for _, r := range ec.Resources {
 		what := strings.Join(r.Resources, ",")
 		for i, p := range r.Providers {
-			if p.KMS == nil || normalize(p.KMS.Endpoint) != normalize(d.Cfg.Listen) {
+			if !d.isThisPlugin(p) {
 				continue
 			}
 			found = true
@@ -66,7 +68,9 @@ func (d *Doctor) checkEncryptionConfig() {
 	if !found {
 		d.add(check, Fail, fmt.Sprintf("no kms provider has endpoint %s (this plugin's VAULT_KMS_LISTEN)", d.Cfg.Listen),
 			fmt.Sprintf("set the kms provider's endpoint to %s, or VAULT_KMS_LISTEN to the endpoint in the file", d.Cfg.Listen))
+		return
 	}
+	d.checkColdStart(ec)
 }
 
 func (d *Doctor) checkProvider(resources string, idx int, providers []provider) {

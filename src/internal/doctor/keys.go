@@ -26,9 +26,10 @@ func (d *Doctor) checkKeys(ctx context.Context) {
 		}
 		canRead := d.checkPolicy(ctx, key, need)
 		if i == 0 || canRead {
-			d.checkKey(ctx, key)
+			d.checkKey(ctx, key, i == 0)
 		}
 	}
+	d.checkUpsert(ctx)
 }
 
 // checkPolicy reports missing and surplus capabilities; it returns whether
@@ -89,7 +90,9 @@ func (d *Doctor) checkPolicy(ctx context.Context, key string, need map[string]st
 	return canRead
 }
 
-func (d *Doctor) checkKey(ctx context.Context, key string) {
+// checkKey checks what the plugin needs of a key, then its settings;
+// encrypts says whether new data is written with it.
+func (d *Doctor) checkKey(ctx context.Context, key string, encrypts bool) {
 	tr := d.transit()
 	k, err := tr.ReadKey(ctx, key)
 	if err != nil {
@@ -112,6 +115,7 @@ func (d *Doctor) checkKey(ctx context.Context, key string) {
 	default:
 		d.add("key "+key, Pass, fmt.Sprintf("type %s, version %d (created %s), deletion not allowed", k.Type, k.LatestVersion, k.LatestCreated.Format(time.DateOnly)), "")
 	}
+	d.checkKeySettings(ctx, key, encrypts)
 }
 
 // checkRoundTrip encrypts and decrypts a random value with the first key,
