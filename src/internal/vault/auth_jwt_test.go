@@ -2,21 +2,11 @@ package vault_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/vault/api"
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/vault"
@@ -24,69 +14,14 @@ import (
 
 const jwtAudience = "vault-kms"
 
-// jwtIssuer signs RS256 tokens with a key whose public half a Vault jwt
-// mount trusts.
-type jwtIssuer struct{ key *rsa.PrivateKey }
-
-func newJWTIssuer(t *testing.T) jwtIssuer {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return jwtIssuer{k}
-}
-
-func (i jwtIssuer) publicPEM(t *testing.T) string {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(&i.key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-}
-
-// sign makes a JWT for subject and audience that expires at exp.
-func (i jwtIssuer) sign(t *testing.T, subject, audience string, exp time.Time) string {
-	t.Helper()
-	enc := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	now := time.Now()
-	signed := enc(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." + enc(map[string]any{
-		"iss": "https://issuer.test", "sub": subject, "aud": []string{audience},
-		"iat": now.Add(-time.Minute).Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": exp.Unix(),
-	})
-	sum := sha256.Sum256([]byte(signed))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, i.key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
-
 // setupJWT enables a jwt mount on v that trusts issuer, with role "kms"
 // for audience jwtAudience, and returns a login reading a file that
-// holds a valid token.
-func setupJWT(t *testing.T, v *testvault.Server, issuer jwtIssuer) (vault.JWT, string) {
+// holds a valid token, and that token.
+func setupJWT(t *testing.T, v *testvault.Server, issuer *testvault.JWTIssuer) (vault.JWT, string) {
 	t.Helper()
 	setupKMS(v)
-	if err := v.Client().Sys().EnableAuthWithOptions("jwt", &api.EnableAuthOptions{Type: "jwt"}); err != nil {
-		t.Fatal(err)
-	}
-	v.Write("auth/jwt/config", map[string]any{"jwt_validation_pubkeys": []string{issuer.publicPEM(t)}})
-	v.Write("auth/jwt/role/kms", map[string]any{
-		"role_type":       "jwt",
-		"bound_audiences": []string{jwtAudience},
-		"user_claim":      "sub",
-		"token_policies":  []string{"kms"},
-		"token_ttl":       "1h",
-	})
-	jwt := issuer.sign(t, "system:serviceaccount:kube-system:vault-kms-plugin", jwtAudience, time.Now().Add(time.Hour))
+	v.EnableJWTAuth("jwt", issuer, "kms", jwtAudience, "kms")
+	jwt := issuer.Sign(t, "system:serviceaccount:kube-system:vault-kms-plugin", jwtAudience, time.Now().Add(time.Hour))
 	f := filepath.Join(t.TempDir(), "token")
 	writeFile(t, f, jwt+"\n")
 	return vault.JWT{Role: "kms", Mount: "jwt", JWTFile: f}, jwt
@@ -106,7 +41,7 @@ func writeFile(t *testing.T, path, content string) {
 
 func TestJWTLoginServesTransit(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
-	login, jwt := setupJWT(t, v, newJWTIssuer(t))
+	login, jwt := setupJWT(t, v, testvault.NewJWTIssuer(t))
 	tr, s, obs, logs := start(t, v, login)
 	eventually(t, 5*time.Second, "logged in", func() bool { return s.Err() == nil && s.Client().Token() != "" })
 	roundTrip(t, tr)
@@ -131,7 +66,7 @@ func TestJWTLoginServesTransit(t *testing.T) {
 // carries Vault's reason when Vault gave one, and never quotes the JWT.
 func TestJWTLoginRefusals(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
-	issuer := newJWTIssuer(t)
+	issuer := testvault.NewJWTIssuer(t)
 	good, _ := setupJWT(t, v, issuer)
 	dir := t.TempDir()
 	for _, tc := range []struct {
@@ -140,13 +75,13 @@ func TestJWTLoginRefusals(t *testing.T) {
 		role    string
 		want    []string
 	}{
-		{"wrong audience", new(issuer.sign(t, "sa", "kubernetes", time.Now().Add(time.Hour))), "kms",
+		{"wrong audience", new(issuer.Sign(t, "sa", "kubernetes", time.Now().Add(time.Hour))), "kms",
 			[]string{"refused by Vault (HTTP 400)", "audience", "bound_audiences", "VAULT_KMS_SA_TOKEN_FILE"}},
-		{"expired", new(issuer.sign(t, "sa", jwtAudience, time.Now().Add(-time.Minute))), "kms",
+		{"expired", new(issuer.Sign(t, "sa", jwtAudience, time.Now().Add(-time.Minute))), "kms",
 			[]string{"refused by Vault (HTTP 400)", "expired", "refreshes it"}},
-		{"signed by another key", new(newJWTIssuer(t).sign(t, "sa", jwtAudience, time.Now().Add(time.Hour))), "kms",
+		{"signed by another key", new(testvault.NewJWTIssuer(t).Sign(t, "sa", jwtAudience, time.Now().Add(time.Hour))), "kms",
 			[]string{"refused by Vault", "signature", "auth/jwt/config"}},
-		{"unknown role", new(issuer.sign(t, "sa", jwtAudience, time.Now().Add(time.Hour))), "nope",
+		{"unknown role", new(issuer.Sign(t, "sa", jwtAudience, time.Now().Add(time.Hour))), "nope",
 			[]string{"refused by Vault", `role "nope"`, "VAULT_KMS_AUTH_ROLE"}},
 		{"missing file", nil, "kms", []string{"VAULT_KMS_SA_TOKEN_FILE=", "no such file"}},
 		{"empty file", new(" \n"), "kms", []string{"(VAULT_KMS_SA_TOKEN_FILE) is empty"}},
@@ -180,13 +115,13 @@ func TestJWTLoginRefusals(t *testing.T) {
 // token before it expires; the login after that must send the new one.
 func TestJWTFileIsReadAgainAtTheNextLogin(t *testing.T) {
 	v := testvault.Start(t, testvault.Options{})
-	issuer := newJWTIssuer(t)
+	issuer := testvault.NewJWTIssuer(t)
 	login, _ := setupJWT(t, v, issuer)
 	tr, s, obs, logs := start(t, v, login)
 	eventually(t, 5*time.Second, "logged in", func() bool { return s.Err() == nil && s.Client().Token() != "" })
 	first := s.Client().Token()
 
-	rotated := issuer.sign(t, "rotated-subject", jwtAudience, time.Now().Add(time.Hour))
+	rotated := issuer.Sign(t, "rotated-subject", jwtAudience, time.Now().Add(time.Hour))
 	writeFile(t, login.JWTFile, rotated)
 	// A revoked token makes the next call log in again, which must read
 	// the file anew.
@@ -209,7 +144,7 @@ func TestJWTFileIsReadAgainAtTheNextLogin(t *testing.T) {
 	}
 
 	// A file that turns bad is reported with Vault's reason, not the JWT.
-	expired := issuer.sign(t, "rotated-subject", jwtAudience, time.Now().Add(-time.Minute))
+	expired := issuer.Sign(t, "rotated-subject", jwtAudience, time.Now().Add(-time.Minute))
 	writeFile(t, login.JWTFile, expired)
 	if err := v.Client().Auth().Token().RevokeTree(s.Client().Token()); err != nil {
 		t.Fatal(err)
