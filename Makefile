@@ -68,7 +68,7 @@ test: testbed build-all ## Everything CI runs: unit and integration tests agains
 
 e2e: ## End to end on a real kube-apiserver + etcd + Vault (builds them on first use).
 	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl
-	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v -run '^(TestCluster|TestDemo)$$' ./cluster/... ./demo/...
+	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v -run '^(TestCluster|TestJWTAuth|TestDemo)$$' ./cluster/... ./demo/...
 
 e2e-node: ## helm install on a real node: kubelet and containerd run the chart's pods, then the static-pod cold boot (root).
 	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl kubelet kube-scheduler kube-controller-manager helm3 helm4

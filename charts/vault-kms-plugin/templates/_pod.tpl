@@ -7,7 +7,8 @@ with nindent.
 */}}
 
 {{/*
-Where the projected service-account token is mounted (kubernetes auth).
+Where the projected service-account token is mounted (kubernetes auth, and
+jwt auth without auth.jwt.jwtFile).
 */}}
 {{- define "vault-kms-plugin.saTokenDir" -}}
 /var/run/secrets/vault-kms-plugin
@@ -56,8 +57,8 @@ mounted at the same path as on the node.
 {{- if eq .Values.auth.method "approle" }}
 {{- $dirs = append $dirs (dir .Values.auth.approle.secretIdFile) }}
 {{- end }}
-{{- if and .Values.staticPod.enabled (eq .Values.auth.method "kubernetes") }}
-{{- $dirs = append $dirs (dir (include "vault-kms-plugin.jwtFile" .)) }}
+{{- if and .Values.staticPod.enabled (has .Values.auth.method (list "kubernetes" "jwt")) }}
+{{- $dirs = append $dirs (dir (include "vault-kms-plugin.loginJWTFile" (dict "root" . "static" true))) }}
 {{- end }}
 {{- uniq $dirs | toJson }}
 {{- end }}
@@ -67,6 +68,42 @@ auth.kubernetes.jwtFile, or "" when auth.kubernetes is not set at all.
 */}}
 {{- define "vault-kms-plugin.jwtFile" -}}
 {{- (.Values.auth.kubernetes | default dict).jwtFile | default "" }}
+{{- end }}
+
+{{/*
+auth.jwt.jwtFile, or "" when auth.jwt is not set at all.
+*/}}
+{{- define "vault-kms-plugin.jwtMethodFile" -}}
+{{- (.Values.auth.jwt | default dict).jwtFile | default "" }}
+{{- end }}
+
+{{/*
+The JWT file the kubernetes and jwt methods log in with
+(VAULT_KMS_SA_TOKEN_FILE), "" for the other methods. Call it with (dict
+"root" $ "static" <bool>): auth.jwt.jwtFile when given, else the static
+pod's auth.kubernetes.jwtFile on the node, else the projected token.
+*/}}
+{{- define "vault-kms-plugin.loginJWTFile" -}}
+{{- $static := .static }}
+{{- with .root }}
+{{- $file := "" }}
+{{- if eq .Values.auth.method "jwt" }}
+{{- $file = include "vault-kms-plugin.jwtMethodFile" . }}
+{{- else if and $static (eq .Values.auth.method "kubernetes") }}
+{{- $file = include "vault-kms-plugin.jwtFile" . }}
+{{- end }}
+{{- if has .Values.auth.method (list "kubernetes" "jwt") }}
+{{- $file | default (printf "%s/token" (include "vault-kms-plugin.saTokenDir" .)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+"true" when the pod logs in with its projected service-account token, which
+only the DaemonSet has. Same dict as loginJWTFile.
+*/}}
+{{- define "vault-kms-plugin.projectedToken" -}}
+{{- if and (not .static) (eq (include "vault-kms-plugin.loginJWTFile" .) (printf "%s/token" (include "vault-kms-plugin.saTokenDir" .root))) }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -99,13 +136,9 @@ VAULT_KMS_AUTH_METHOD: {{ .Values.auth.method | quote }}
 {{- with .Values.auth.mount }}
 VAULT_KMS_AUTH_MOUNT: {{ . | quote }}
 {{- end }}
-{{- if eq .Values.auth.method "kubernetes" }}
+{{- if has .Values.auth.method (list "kubernetes" "jwt") }}
 VAULT_KMS_AUTH_ROLE: {{ .Values.auth.role | quote }}
-{{- if $static }}
-VAULT_KMS_SA_TOKEN_FILE: {{ include "vault-kms-plugin.jwtFile" . | quote }}
-{{- else }}
-VAULT_KMS_SA_TOKEN_FILE: {{ printf "%s/token" (include "vault-kms-plugin.saTokenDir" .) | quote }}
-{{- end }}
+VAULT_KMS_SA_TOKEN_FILE: {{ include "vault-kms-plugin.loginJWTFile" (dict "root" . "static" $static) | quote }}
 {{- else if eq .Values.auth.method "approle" }}
 VAULT_KMS_APPROLE_ROLE_ID: {{ .Values.auth.approle.roleId | quote }}
 VAULT_KMS_APPROLE_SECRET_ID_FILE: {{ .Values.auth.approle.secretIdFile | quote }}
@@ -228,12 +261,12 @@ projected token, the caBundle ConfigMap), only directories of the node.
 {{- with .root -}}
 - name: socket-dir
   mountPath: {{ include "vault-kms-plugin.socketDir" . }}
-{{- if not $static }}
-{{- if eq .Values.auth.method "kubernetes" }}
+{{- if include "vault-kms-plugin.projectedToken" (dict "root" . "static" $static) }}
 - name: sa-token
   mountPath: {{ include "vault-kms-plugin.saTokenDir" . }}
   readOnly: true
 {{- end }}
+{{- if not $static }}
 {{- if .Values.caBundle }}
 - name: ca-bundle
   mountPath: {{ include "vault-kms-plugin.caBundleDir" . }}
@@ -263,8 +296,7 @@ The pod's volumes, as a list, one for each mount of vault-kms-plugin.volumeMount
   hostPath:
     path: {{ include "vault-kms-plugin.socketDir" . }}
     type: DirectoryOrCreate
-{{- if not $static }}
-{{- if eq .Values.auth.method "kubernetes" }}
+{{- if include "vault-kms-plugin.projectedToken" (dict "root" . "static" $static) }}
 # A token the kubelet requests and refreshes for this pod: no Secret,
 # so it is there before the apiserver can decrypt Secrets.
 - name: sa-token
@@ -277,6 +309,7 @@ The pod's volumes, as a list, one for each mount of vault-kms-plugin.volumeMount
           audience: {{ . | quote }}
           {{- end }}
 {{- end }}
+{{- if not $static }}
 {{- if .Values.caBundle }}
 - name: ca-bundle
   configMap:

@@ -9,6 +9,17 @@ Refuses values the DaemonSet cannot honour.
 {{- define "vault-kms-plugin.checkDaemonSet" -}}
 {{- include "vault-kms-plugin.checkHostDirs" . }}
 {{- include "vault-kms-plugin.checkSocket" . }}
+{{- include "vault-kms-plugin.checkJWT" . }}
+{{- with include "vault-kms-plugin.jwtMethodFile" . }}
+{{- $file := . }}
+{{- $mounted := false }}
+{{- range $.Values.extraVolumeMounts }}
+{{- if hasPrefix (printf "%s/" (trimSuffix "/" .mountPath)) $file }}{{ $mounted = true }}{{ end }}
+{{- end }}
+{{- if not $mounted }}
+{{- fail (printf "auth.jwt.jwtFile %s is in no volume of the DaemonSet: mount the volume that holds it (a hostPath, or the CSI volume of a SPIFFE or hosted control plane's agent) with extraVolumes and extraVolumeMounts, or leave auth.jwt.jwtFile empty to log in with the pod's projected service-account token." $file) }}
+{{- end }}
+{{- end }}
 {{- if include "vault-kms-plugin.jwtFile" . }}
 {{- fail "auth.kubernetes.jwtFile is for the static pod only (staticPod.enabled): the DaemonSet logs in with its own projected service-account token. Remove it." }}
 {{- end }}
@@ -22,6 +33,10 @@ API object (no ServiceAccount, ConfigMap or Secret).
 {{- define "vault-kms-plugin.checkStaticPod" -}}
 {{- include "vault-kms-plugin.checkHostDirs" . }}
 {{- include "vault-kms-plugin.checkSocket" . }}
+{{- include "vault-kms-plugin.checkJWT" . }}
+{{- if and (eq .Values.auth.method "jwt") (not (include "vault-kms-plugin.jwtMethodFile" .)) }}
+{{- fail "staticPod.enabled with auth.method jwt needs auth.jwt.jwtFile, a file on the node holding the JWT to log in with: a static pod has no service-account token." }}
+{{- end }}
 {{- if and (eq .Values.auth.method "kubernetes") (not (include "vault-kms-plugin.jwtFile" .)) }}
 {{- fail "staticPod.enabled with auth.method kubernetes needs auth.kubernetes.jwtFile, a file on the node holding the JWT to log in with: a static pod has no service-account token. Or use auth.method approle or token, which need nothing from the cluster." }}
 {{- end }}
@@ -42,6 +57,16 @@ API object (no ServiceAccount, ConfigMap or Secret).
 {{- if and $e.valueFrom (or (hasKey $e.valueFrom "configMapKeyRef") (hasKey $e.valueFrom "secretKeyRef")) }}
 {{- fail (printf "staticPod.enabled: extraEnv %s comes from a ConfigMap or a Secret, which a static pod cannot read: give its value inline." $e.name) }}
 {{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses the jwt method without a role. Not in the schema, so that the
+message can say where the role comes from.
+*/}}
+{{- define "vault-kms-plugin.checkJWT" -}}
+{{- if and (eq .Values.auth.method "jwt") (not .Values.auth.role) }}
+{{- fail "auth.method jwt needs auth.role: set it to the role on Vault's jwt auth mount (auth.mount, default jwt) whose bound_audiences holds auth.audience and whose bound_subject is this chart's service account, system:serviceaccount:<namespace>:<serviceAccount name>." }}
 {{- end }}
 {{- end }}
 
@@ -75,6 +100,9 @@ runtime's socket, /etc/kubernetes the cluster's keys.
 {{- end }}
 {{- if and .Values.staticPod.enabled (eq .Values.auth.method "kubernetes") (include "vault-kms-plugin.jwtFile" .) }}
 {{- $mounts = append $mounts (list "auth.kubernetes.jwtFile" (dir (include "vault-kms-plugin.jwtFile" .)) "token") }}
+{{- end }}
+{{- if and .Values.staticPod.enabled (eq .Values.auth.method "jwt") (include "vault-kms-plugin.jwtMethodFile" .) }}
+{{- $mounts = append $mounts (list "auth.jwt.jwtFile" (dir (include "vault-kms-plugin.jwtMethodFile" .)) "jwt/token") }}
 {{- end }}
 {{- if and (not .Values.caBundle) (index .Values "ca-cert") }}
 {{- $mounts = append $mounts (list "ca-cert" (dir (index .Values "ca-cert")) "tls/ca.crt") }}

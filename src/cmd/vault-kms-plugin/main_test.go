@@ -240,9 +240,14 @@ func TestLogsNeverHoldSecrets(t *testing.T) {
 	sidFile := filepath.Join(dir, "secret-id")
 	os.WriteFile(sidFile, []byte(secretID), 0o600)
 	staticToken := v.Token(&api.TokenCreateRequest{Policies: []string{"kms"}, TTL: "1h"})
+	issuer := testvault.NewJWTIssuer(t)
+	v.EnableJWTAuth("jwt", issuer, "kms", "vault-kms", "kms")
+	jwt := issuer.Sign(t, "system:serviceaccount:kube-system:vault-kms-plugin", "vault-kms", time.Now().Add(time.Hour))
+	jwtFile := filepath.Join(dir, "jwt")
+	os.WriteFile(jwtFile, []byte(jwt), 0o600)
 
 	plaintext := "TOP-SECRET-DEK-0123456789abcdef!"
-	secrets := []string{secretID, staticToken, v.RootToken, plaintext, base64.StdEncoding.EncodeToString([]byte(plaintext))}
+	secrets := []string{secretID, staticToken, v.RootToken, jwt, plaintext, base64.StdEncoding.EncodeToString([]byte(plaintext))}
 
 	for _, tc := range []struct {
 		name string
@@ -250,6 +255,7 @@ func TestLogsNeverHoldSecrets(t *testing.T) {
 	}{
 		{"approle", map[string]string{"VAULT_TOKEN": "", "VAULT_KMS_AUTH_METHOD": "approle", "VAULT_KMS_APPROLE_ROLE_ID": rid.Data["role_id"].(string), "VAULT_KMS_APPROLE_SECRET_ID_FILE": sidFile}},
 		{"token", map[string]string{"VAULT_TOKEN": staticToken}},
+		{"jwt", map[string]string{"VAULT_TOKEN": "", "VAULT_KMS_AUTH_METHOD": "jwt", "VAULT_KMS_AUTH_ROLE": "kms", "VAULT_KMS_SA_TOKEN_FILE": jwtFile}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sock := filepath.Join(t.TempDir(), "kms.sock")

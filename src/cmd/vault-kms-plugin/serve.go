@@ -132,6 +132,8 @@ func loginFor(cfg *config.Config, envToken string) vault.Login {
 	switch cfg.AuthMethod {
 	case config.AuthKubernetes:
 		return vault.Kubernetes{Role: cfg.AuthRole, Mount: cfg.AuthMount, JWTFile: cfg.SATokenFile}
+	case config.AuthJWT:
+		return vault.JWT{Role: cfg.AuthRole, Mount: cfg.AuthMount, JWTFile: cfg.SATokenFile}
 	case config.AuthAppRole:
 		return vault.AppRole{RoleID: cfg.AppRoleRoleID, Mount: cfg.AuthMount, SecretIDFile: cfg.AppRoleSecretIDFile}
 	case config.AuthCert:

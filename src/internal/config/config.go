@@ -27,6 +27,7 @@ const (
 	AuthKubernetes = "kubernetes"
 	AuthAppRole    = "approle"
 	AuthCert       = "cert"
+	AuthJWT        = "jwt"
 )
 
 // Config holds the plugin's own settings. The standard VAULT_* variables
@@ -38,11 +39,11 @@ type Config struct {
 	SocketMode  string   `envconfig:"SOCKET_MODE" default:"0600" desc:"file mode of the socket, octal"`
 	SocketGroup string   `envconfig:"SOCKET_GROUP" desc:"numeric group id the socket is given to (default: the plugin's own, root); give the group access with SOCKET_MODE, e.g. 0660"`
 
-	AuthMethod          string `envconfig:"AUTH_METHOD" default:"token" desc:"token, kubernetes, approle or cert"`
+	AuthMethod          string `envconfig:"AUTH_METHOD" default:"token" desc:"token, kubernetes, jwt, approle or cert"`
 	AuthMount           string `envconfig:"AUTH_MOUNT" desc:"auth mount path (default: the method's name)"`
-	AuthRole            string `envconfig:"AUTH_ROLE" desc:"role for kubernetes auth (required) or cert auth (optional)"`
+	AuthRole            string `envconfig:"AUTH_ROLE" desc:"role for kubernetes and jwt auth (required) or cert auth (optional)"`
 	TokenFile           string `envconfig:"TOKEN_FILE" desc:"file holding the Vault token (for example a Vault Agent sink); re-read when it changes"`
-	SATokenFile         string `envconfig:"SA_TOKEN_FILE" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" desc:"service-account JWT for kubernetes auth, re-read at every login"`
+	SATokenFile         string `envconfig:"SA_TOKEN_FILE" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" desc:"JWT file for kubernetes and jwt auth (a projected service-account token, or a file a hosted control plane or SPIFFE agent writes), re-read at every login"`
 	AppRoleRoleID       string `envconfig:"APPROLE_ROLE_ID" desc:"AppRole role_id"`
 	AppRoleSecretIDFile string `envconfig:"APPROLE_SECRET_ID_FILE" desc:"file holding the AppRole secret_id, re-read at every login"`
 
@@ -260,6 +261,13 @@ func (c *Config) validate(getenv func(string) string) error {
 		if c.SATokenFile == "" {
 			bad("%s_AUTH_METHOD=kubernetes needs %s_SA_TOKEN_FILE: set it to the service-account token path", Prefix, Prefix)
 		}
+	case AuthJWT:
+		if c.AuthRole == "" {
+			bad("%s_AUTH_METHOD=jwt needs %s_AUTH_ROLE: set it to the role on Vault's jwt auth mount whose bound_audiences and bound_subject match this JWT", Prefix, Prefix)
+		}
+		if c.SATokenFile == "" {
+			bad("%s_AUTH_METHOD=jwt needs %s_SA_TOKEN_FILE: set it to the file holding the JWT, e.g. a projected service-account token", Prefix, Prefix)
+		}
 	case AuthAppRole:
 		if c.AppRoleRoleID == "" {
 			bad("%s_AUTH_METHOD=approle needs %s_APPROLE_ROLE_ID", Prefix, Prefix)
@@ -272,7 +280,7 @@ func (c *Config) validate(getenv func(string) string) error {
 			bad("%s_AUTH_METHOD=cert needs VAULT_CLIENT_CERT and VAULT_CLIENT_KEY: set them to the client certificate and key files", Prefix)
 		}
 	default:
-		bad("%s_AUTH_METHOD=%q is not supported: use token, kubernetes, approle or cert", Prefix, c.AuthMethod)
+		bad("%s_AUTH_METHOD=%q is not supported: use token, kubernetes, jwt, approle or cert", Prefix, c.AuthMethod)
 	}
 
 	for name, d := range map[string]time.Duration{

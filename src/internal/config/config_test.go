@@ -114,6 +114,8 @@ func TestLoadErrors(t *testing.T) {
 		{"no token", map[string]string{"VAULT_TOKEN": "-"}, "needs a token"},
 		{"two tokens", map[string]string{"VAULT_KMS_TOKEN_FILE": "/t"}, "keep only one"},
 		{"k8s no role", map[string]string{"VAULT_KMS_AUTH_METHOD": "kubernetes"}, "needs VAULT_KMS_AUTH_ROLE"},
+		{"jwt no role", map[string]string{"VAULT_KMS_AUTH_METHOD": "jwt"}, "VAULT_KMS_AUTH_METHOD=jwt needs VAULT_KMS_AUTH_ROLE: set it to the role on Vault's jwt auth mount"},
+		{"jwt no file", map[string]string{"VAULT_KMS_AUTH_METHOD": "jwt", "VAULT_KMS_AUTH_ROLE": "kms", "VAULT_KMS_SA_TOKEN_FILE": ""}, "VAULT_KMS_AUTH_METHOD=jwt needs VAULT_KMS_SA_TOKEN_FILE"},
 		{"approle no id", map[string]string{"VAULT_KMS_AUTH_METHOD": "approle", "VAULT_KMS_APPROLE_SECRET_ID_FILE": "/s"}, "needs VAULT_KMS_APPROLE_ROLE_ID"},
 		{"approle no file", map[string]string{"VAULT_KMS_AUTH_METHOD": "approle", "VAULT_KMS_APPROLE_ROLE_ID": "r"}, "needs VAULT_KMS_APPROLE_SECRET_ID_FILE"},
 		{"cert no cert", map[string]string{"VAULT_KMS_AUTH_METHOD": "cert"}, "needs VAULT_CLIENT_CERT"},
@@ -220,7 +222,10 @@ func TestSettingsOfAnotherMethodWarn(t *testing.T) {
 			[]string{"VAULT_KMS_TOKEN_FILE is set but VAULT_KMS_AUTH_METHOD=kubernetes", "VAULT_TOKEN is set but VAULT_KMS_AUTH_METHOD=kubernetes"}},
 		{"cert with role", map[string]string{"VAULT_KMS_AUTH_METHOD": "cert", "VAULT_TOKEN": "-", "VAULT_CLIENT_CERT": "/c", "VAULT_CLIENT_KEY": "/k", "VAULT_KMS_AUTH_ROLE": "kms"}, nil},
 		{"approle with sa token", map[string]string{"VAULT_KMS_AUTH_METHOD": "approle", "VAULT_TOKEN": "-", "VAULT_KMS_APPROLE_ROLE_ID": "r", "VAULT_KMS_APPROLE_SECRET_ID_FILE": "/var/lib/vkp/s", "VAULT_KMS_SA_TOKEN_FILE": "/var/run/secrets/x/token"},
-			[]string{"VAULT_KMS_SA_TOKEN_FILE is set but VAULT_KMS_AUTH_METHOD=approle"}},
+			[]string{"VAULT_KMS_SA_TOKEN_FILE is set but VAULT_KMS_AUTH_METHOD=approle does not read it: remove it, or set VAULT_KMS_AUTH_METHOD=kubernetes or jwt"}},
+		{"jwt with its file and role", map[string]string{"VAULT_KMS_AUTH_METHOD": "jwt", "VAULT_TOKEN": "-", "VAULT_KMS_AUTH_ROLE": "kms", "VAULT_KMS_SA_TOKEN_FILE": "/var/run/secrets/x/token"}, nil},
+		{"jwt with an approle id", map[string]string{"VAULT_KMS_AUTH_METHOD": "jwt", "VAULT_TOKEN": "-", "VAULT_KMS_AUTH_ROLE": "kms", "VAULT_KMS_APPROLE_ROLE_ID": "r"},
+			[]string{"VAULT_KMS_APPROLE_ROLE_ID is set but VAULT_KMS_AUTH_METHOD=jwt does not read it"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			setEnv(t, base(tc.env))

@@ -82,11 +82,14 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// methodVars are the variables that only one auth method reads.
+// methodVars are the variables that only some auth methods read, with
+// those methods.
 var methodVars = map[string][]string{
-	AuthToken:      {"VAULT_TOKEN", Prefix + "_TOKEN_FILE"},
-	AuthKubernetes: {Prefix + "_SA_TOKEN_FILE"},
-	AuthAppRole:    {Prefix + "_APPROLE_ROLE_ID", Prefix + "_APPROLE_SECRET_ID_FILE"},
+	"VAULT_TOKEN":                      {AuthToken},
+	Prefix + "_TOKEN_FILE":             {AuthToken},
+	Prefix + "_SA_TOKEN_FILE":          {AuthKubernetes, AuthJWT},
+	Prefix + "_APPROLE_ROLE_ID":        {AuthAppRole},
+	Prefix + "_APPROLE_SECRET_ID_FILE": {AuthAppRole},
 }
 
 // inapplicable warns of a variable that is set but that the chosen auth
@@ -94,17 +97,12 @@ var methodVars = map[string][]string{
 // something that will not happen.
 func inapplicable(method string, getenv func(string) string) []string {
 	var warnings []string
-	for m, names := range methodVars {
-		if m == method {
-			continue
-		}
-		for _, name := range names {
-			if getenv(name) != "" {
-				warnings = append(warnings, fmt.Sprintf("%s is set but %s_AUTH_METHOD=%s does not read it: remove it, or set %s_AUTH_METHOD=%s", name, Prefix, method, Prefix, m))
-			}
+	for name, readers := range methodVars {
+		if getenv(name) != "" && !slices.Contains(readers, method) {
+			warnings = append(warnings, fmt.Sprintf("%s is set but %s_AUTH_METHOD=%s does not read it: remove it, or set %s_AUTH_METHOD=%s", name, Prefix, method, Prefix, strings.Join(readers, " or ")))
 		}
 	}
-	if role := getenv(Prefix + "_AUTH_ROLE"); role != "" && method != AuthKubernetes && method != AuthCert {
+	if role := getenv(Prefix + "_AUTH_ROLE"); role != "" && !slices.Contains([]string{AuthKubernetes, AuthJWT, AuthCert}, method) {
 		warnings = append(warnings, fmt.Sprintf("%s_AUTH_ROLE is set but %s_AUTH_METHOD=%s does not read it: remove it", Prefix, Prefix, method))
 	}
 	slices.Sort(warnings)

@@ -127,6 +127,8 @@ func loginFix(c *config.Config) string {
 	switch c.AuthMethod {
 	case config.AuthKubernetes:
 		return fmt.Sprintf("check that role %q on auth/%s binds this service account and namespace, that its audience matches the token's, and that Vault can reach the apiserver's TokenReview API", c.AuthRole, c.AuthMount)
+	case config.AuthJWT:
+		return fmt.Sprintf("check that role %q on auth/%s has the JWT's audience in bound_audiences and matches its subject, that the mount holds the issuer's current keys, and that %s holds a fresh JWT", c.AuthRole, c.AuthMount, c.SATokenFile)
 	case config.AuthAppRole:
 		return fmt.Sprintf("check VAULT_KMS_APPROLE_ROLE_ID and the secret_id in %s (expired or used up?) on auth/%s", c.AppRoleSecretIDFile, c.AuthMount)
 	case config.AuthCert:
