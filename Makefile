@@ -67,7 +67,7 @@ test: testbed build-all ## Everything CI runs: unit and integration tests agains
 	cd src/e2e && $(GO) vet ./... && $(GO) test -race ./encryptionconfig/... ./internal/... && $(GO) test -race -run TestChartContractChecksCatchMistakes ./cluster/...
 
 e2e: ## End to end on a real kube-apiserver + etcd + Vault (builds them on first use).
-	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl
+	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl kube-controller-manager
 	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v -run '^(TestCluster|TestDemo)$$' ./cluster/... ./demo/...
 
 e2e-node: ## helm install on a real node: kubelet and containerd run the chart's pods, then the static-pod cold boot (root).
