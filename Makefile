@@ -8,7 +8,7 @@ PKG      := github.com/vault-kms-plugin/vault-kms-plugin
 LDFLAGS  := -s -w -X $(PKG)/src/internal/version.Version=$(VERSION)
 PLATFORMS := linux/amd64 linux/arm64
 
-.PHONY: help build build-all image image-push image-oci testbed test e2e e2e-node demo bench faults clean
+.PHONY: help build build-all image image-push image-oci testbed test e2e e2e-node demo bench faults chart-docs clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -67,7 +67,7 @@ test: testbed build-all ## Everything CI runs: unit and integration tests agains
 	cd src/e2e && $(GO) vet ./... && $(GO) test -race ./encryptionconfig/... ./internal/... && $(GO) test -race -run TestChartContractChecksCatchMistakes ./cluster/...
 
 e2e: ## End to end on a real kube-apiserver + etcd + Vault (builds them on first use).
-	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl
+	scripts/testbed.sh --adopt vault etcd kube-apiserver kubectl kube-controller-manager
 	cd src/e2e && $(GO) test -race -count=1 -timeout 20m -v -run '^(TestCluster|TestJWTAuth|TestDemo)$$' ./cluster/... ./demo/...
 
 e2e-node: ## helm install on a real node: kubelet and containerd run the chart's pods, then the static-pod cold boot (root).
@@ -86,6 +86,9 @@ bench: ## Measure the plugin side by side with Vault itself; writes BENCHMARKS.m
 faults: build ## Inject faults (dead active node, blackholes, latency, limits, outages) on real Vault servers; writes docs/reliability.md.
 	scripts/testbed.sh --adopt vault
 	cd src/e2e && $(GO) test -count=1 -timeout 15m -v ./faults -args -out $(CURDIR)/docs/reliability.md
+
+chart-docs: ## Rewrite the values table of charts/vault-kms-plugin/README.md from values.yaml's `# --` comments.
+	$(GO) test -count=1 -run '^TestValuesTableUpToDate$$' ./src/internal/chart -update
 
 clean: ## Remove build outputs (the test-bed cache in ~/.cache is kept).
 	rm -rf bin/vault-kms-plugin bin/dist bin/image

@@ -80,6 +80,7 @@ func TestCluster(t *testing.T) {
 		{"7_vault_outage", b.vaultOutage},
 		{"8_kms_v1", b.kmsV1},
 		{"9_move_to_a_new_key", b.moveToANewKey},
+		{"10_storage_version_migration_as_runbook_1", b.storageVersionMigration},
 	} {
 		b.stage(s.name, s.run)
 	}

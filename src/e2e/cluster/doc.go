@@ -4,8 +4,9 @@
 // environment, mounted files, projected service-account token).
 //
 // It needs the test bed's binaries in bin/ (vault, etcd, kube-apiserver,
-// kubectl): `make e2e` builds them (cached) and runs it. It takes about 3
-// minutes and a half, most of it waiting on the apiserver's fixed KMS v2
+// kubectl, and kube-controller-manager for the StorageVersionMigration
+// stage): `make e2e` builds them (cached) and runs it. It takes several
+// minutes, most of it waiting on the apiserver's fixed KMS v2
 // Status interval (a minute while healthy). docs/testing.md lists what each
 // stage asserts.
 //

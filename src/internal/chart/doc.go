@@ -6,6 +6,10 @@
 //
 //	go test ./src/internal/chart -update
 //
+// The README's values table is generated from values.yaml's `# --`
+// comments (valuesdoc_test.go); `make chart-docs` rewrites it, and
+// TestValuesTableUpToDate fails when it is stale.
+//
 // They also hold what ships the chart together with the plugin: the static
 // pod the chart renders, upgrades from the released charts kept in
 // testdata/released, and the agreement of the image's Dockerfile, the
