@@ -2,10 +2,12 @@
 // transit itself, on one machine, in one run, and writes BENCHMARKS.md.
 //
 // It starts a Vault dev server from the test bed (bin/vault, through
-// src/internal/testvault), builds and starts the plugin twice (group commit on and off), and measures direct
-// transit calls, a bare gRPC hop, and the plugin's KMS v2 and v1 APIs at
-// several concurrencies, a decrypt storm, the Vault cost of Status, and the
-// plugin's memory and CPU. All traffic stays on 127.0.0.1.
+// src/internal/testvault) that listens on plain HTTP and on TLS, builds the
+// plugin once and starts it four times (group commit on and off, over each
+// transport), and measures, over both transports, direct transit calls,
+// the plugin's KMS v2 and v1 APIs at several concurrencies, a decrypt
+// storm, the Vault cost of Status, and the plugin's memory and CPU; and a
+// bare gRPC hop. All traffic stays on 127.0.0.1.
 //
 //	cd src/e2e && go run ./bench -out ../../BENCHMARKS.md   (what `make bench` runs)
 package main
