@@ -19,7 +19,7 @@ type report struct {
 	// each transport.
 	protocols map[string]string
 	points    []point
-	plugins []*pluginRun
+	plugins   []*pluginRun
 }
 
 const mib = 1 << 20
