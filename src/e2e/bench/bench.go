@@ -9,6 +9,7 @@ import (
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 // pathID names a measured path.
@@ -66,6 +67,7 @@ type pluginRun struct {
 // bench holds what the measurements share.
 type bench struct {
 	o       *options
+	h       *harness.Program
 	v       *vaultServer
 	out     io.Writer
 	pts     [][]byte            // random 32-byte DEKs
@@ -343,4 +345,19 @@ func (b *bench) protocols(ctx context.Context) (map[string]string, error) {
 		got[via] = proto
 	}
 	return got, nil
+}
+
+// pprofAddrEnv is where a plugin built for the bench with -pprof, or a
+// forwarder, serves net/http/pprof.
+const pprofAddrEnv = "BENCH_PPROF_ADDR"
+
+// pprofEnv gives the process named name a port for net/http/pprof when
+// the run profiles, and prints where.
+func (b *bench) pprofEnv(name string) []string {
+	if !b.o.pprof {
+		return nil
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(b.h))
+	fmt.Fprintf(b.out, "pprof of the %s: go tool pprof -top http://%s/debug/pprof/profile?seconds=10\n", name, addr)
+	return []string{pprofAddrEnv + "=" + addr}
 }

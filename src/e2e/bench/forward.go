@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	_ "net/http/pprof" // served with -pprof only
 	"os"
 
 	kmsapi "k8s.io/kms/apis/v2"
@@ -73,6 +74,9 @@ func serveForward(sock string) error {
 	addr, token := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN")
 	if addr == "" || token == "" {
 		return errors.New("VAULT_ADDR and VAULT_TOKEN must be set")
+	}
+	if pp := os.Getenv(pprofAddrEnv); pp != "" {
+		go func() { _ = http.ListenAndServe(pp, nil) }() // net/http/pprof, as the plugin's bench build serves
 	}
 	// net/http's defaults: over TLS they negotiate HTTP/2, as the plugin does.
 	t := http.DefaultTransport.(*http.Transport).Clone()

@@ -38,10 +38,17 @@ func (p *plugin) group() string {
 
 func (p *plugin) label() string { return "group commit " + p.group() + ", " + p.via }
 
-// buildPlugin builds the plugin as `make build` does, into tmp/ of the repo.
-func buildPlugin(ctx context.Context, root string) (string, error) {
+// buildPlugin builds the plugin as `make build` does, into tmp/ of the
+// repo; with pprof, with the endpoint of cmd's pprof_bench.go and its
+// symbols.
+func buildPlugin(ctx context.Context, root string, pprof bool) (string, error) {
 	bin := filepath.Join(root, "tmp", "vault-kms-plugin")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./src/cmd/vault-kms-plugin")
+	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./src/cmd/vault-kms-plugin"}
+	if pprof {
+		bin += "-pprof"
+		args = []string{"build", "-trimpath", "-tags", "benchpprof", "-o", bin, "./src/cmd/vault-kms-plugin"}
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -30,13 +30,13 @@ func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Write
 		return err
 	}
 	fmt.Fprintln(out, "building the plugin")
-	pbin, err := buildPlugin(ctx, root)
+	pbin, err := buildPlugin(ctx, root, o.pprof)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "starting %s\n", r.vault)
 	v := startVault(h, filepath.Join(tmp, "pki"))
-	b := &bench{o: o, v: v, out: out}
+	b := &bench{o: o, h: h, v: v, out: out}
 	if r.protocols, err = b.protocols(ctx); err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Write
 	}
 	var fwds []forwarderRun
 	for _, via := range transports {
-		env := procs.Env(append(v.env(via), o.pluginEnv...)...)
+		env := procs.Env(append(append(v.env(via), o.pluginEnv...), b.pprofEnv("forwarder over "+via)...)...)
 		proc, conn, err := startServer(ctx, h, "forward", "forward-"+via, tmp, env)
 		if err != nil {
 			return err
@@ -61,7 +61,8 @@ func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Write
 	for _, via := range transports {
 		for _, gc := range []bool{true, false} {
 			dir := filepath.Join(tmp, fmt.Sprintf("plugin-%s-gc-%t", via, gc))
-			p, err := startPlugin(ctx, h, pbin, v, via, dir, gc, o.pluginEnv)
+			extra := append(b.pprofEnv(fmt.Sprintf("plugin over %s, group commit %t", via, gc)), o.pluginEnv...)
+			p, err := startPlugin(ctx, h, pbin, v, via, dir, gc, extra)
 			if err != nil {
 				return err
 			}
