@@ -9,6 +9,7 @@ import (
 
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/procs"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/internal/testvault"
 )
 
 // pathID names a measured path.
@@ -16,6 +17,7 @@ type pathID struct {
 	api   string // apiDirect, apiHop, apiFwd, apiV2 or apiV1
 	kind  string // "encrypt" or "decrypt"
 	group string // "on" or "off" for the plugin, "" otherwise
+	via   string // viaHTTP or viaTLS: how Vault is reached; "" for the bare hop
 }
 
 const (
@@ -65,6 +67,7 @@ type pluginRun struct {
 // bench holds what the measurements share.
 type bench struct {
 	o       *options
+	h       *harness.Program
 	v       *vaultServer
 	out     io.Writer
 	pts     [][]byte            // random 32-byte DEKs
@@ -80,9 +83,16 @@ func (b *bench) round(workers int) load {
 		count: (b.o.count + b.o.rounds - 1) / b.o.rounds, timeout: b.o.timeout}
 }
 
+// forwarderRun is the minimal forwarder to Vault over via.
+type forwarderRun struct {
+	via  string
+	c    codec
+	proc *procs.Process
+}
+
 // prepare makes the inputs: plaintexts, and ciphertexts for every decrypt
 // path made by that path's own encrypt.
-func (b *bench) prepare(ctx context.Context, hop, fwd codec, fwdProc *procs.Process) error {
+func (b *bench) prepare(ctx context.Context, hop codec, fwds []forwarderRun) error {
 	b.pts = make([][]byte, b.o.pool)
 	for i := range b.pts {
 		b.pts[i] = make([]byte, 32)
@@ -94,40 +104,48 @@ func (b *bench) prepare(ctx context.Context, hop, fwd codec, fwdProc *procs.Proc
 		b.pools[id] = pool
 		return err
 	}
-	dc, release, err := b.directCodec(32)
-	if err != nil {
-		return err
+	for _, via := range transports {
+		dc, release, err := b.directCodec(via)(32)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if err := seal(pathID{apiDirect, "decrypt", "", via}, dc); err != nil {
+			return fmt.Errorf("direct transit over %s: %w", via, err)
+		}
+		b.addPath(pathID{apiDirect, "encrypt", "", via}, nil, b.directCodec(via))
+		b.addPath(pathID{apiDirect, "decrypt", "", via}, nil, b.directCodec(via))
 	}
-	defer release()
-	if err := seal(pathID{apiDirect, "decrypt", ""}, dc); err != nil {
-		return fmt.Errorf("direct transit: %w", err)
+	b.addPath(pathID{apiHop, "encrypt", "", ""}, nil, fixed(hop))
+	for _, f := range fwds {
+		b.addPath(pathID{apiFwd, "encrypt", "", f.via}, f.proc, fixed(f.c))
 	}
-	b.addPath(pathID{apiDirect, "encrypt", ""}, nil, b.directCodec)
-	b.addPath(pathID{apiDirect, "decrypt", ""}, nil, b.directCodec)
-	b.addPath(pathID{apiHop, "encrypt", ""}, nil, fixed(hop))
-	b.addPath(pathID{apiFwd, "encrypt", ""}, fwdProc, fixed(fwd))
 	for _, pr := range b.plugins {
 		p := pr.p
 		for _, x := range []struct {
 			api string
 			c   codec
 		}{{apiV2, kmsV2{p.v2}}, {apiV1, kmsV1{p.v1}}} {
-			if err := seal(pathID{x.api, "decrypt", p.group()}, x.c); err != nil {
+			if err := seal(pathID{x.api, "decrypt", p.group(), p.via}, x.c); err != nil {
 				return fmt.Errorf("%s %s: %w", p.label(), x.api, err)
 			}
-			b.addPath(pathID{x.api, "encrypt", p.group()}, p.proc, fixed(x.c))
-			b.addPath(pathID{x.api, "decrypt", p.group()}, p.proc, fixed(x.c))
+			b.addPath(pathID{x.api, "encrypt", p.group(), p.via}, p.proc, fixed(x.c))
+			b.addPath(pathID{x.api, "decrypt", p.group(), p.via}, p.proc, fixed(x.c))
 		}
 	}
 	return b.v.audit.reset()
 }
 
-func (b *bench) directCodec(c int) (codec, func(), error) {
-	cl, err := b.v.client(c, b.o.timeout)
-	if err != nil {
-		return nil, nil, err
+// directCodec gives vault/api clients of Vault over via, with a pool of
+// as many connections as callers.
+func (b *bench) directCodec(via string) func(c int) (codec, func(), error) {
+	return func(c int) (codec, func(), error) {
+		cl, err := b.v.client(via, c, b.o.timeout)
+		if err != nil {
+			return nil, nil, err
+		}
+		return direct{cl}, func() { cl.CloneConfig().HttpClient.CloseIdleConnections() }, nil
 	}
-	return direct{cl}, func() { cl.CloneConfig().HttpClient.CloseIdleConnections() }, nil
 }
 
 // fixed is a codec that does not depend on the concurrency.
@@ -238,7 +256,7 @@ func (b *bench) level(ctx context.Context, c int) error {
 	for _, pt := range pts {
 		pt.res.finish()
 		b.points = append(b.points, pt)
-		fmt.Fprintf(b.out, "c=%-4d %-34s p50 %9s  p99 %9s  %8.0f ops/s  %5.2f Vault req/op%s\n",
+		fmt.Fprintf(b.out, "c=%-4d %-42s p50 %9s  p99 %9s  %8.0f ops/s  %5.2f Vault req/op%s\n",
 			c, pathName(pt.id), fmtDur(pt.res.pct(0.5)), fmtDur(pt.res.pct(0.99)), pt.res.rate(),
 			perOp(pt.vaultReqs, pt.res), errNote(pt.res))
 	}
@@ -302,4 +320,44 @@ func (b *bench) statusCost(ctx context.Context, pr *pluginRun) error {
 	}
 	fmt.Fprintf(b.out, "Status (%s): %d calls, %d Vault requests\n", pr.p.label(), b.o.status, pr.statusCost.vaultReqs)
 	return nil
+}
+
+// protocols is the HTTP protocol the direct client negotiates with Vault
+// over each transport. Over TLS it must be HTTP/2, as production clients
+// of Vault (vault/api, the plugin) use there, or the TLS figures would
+// measure another protocol than production's.
+func (b *bench) protocols(ctx context.Context) (map[string]string, error) {
+	got := map[string]string{}
+	for _, via := range transports {
+		c, err := b.v.client(via, 1, b.o.timeout)
+		if err != nil {
+			return nil, err
+		}
+		proto, err := protocol(ctx, c)
+		c.CloneConfig().HttpClient.CloseIdleConnections()
+		if err != nil {
+			return nil, err
+		}
+		if via == viaTLS && proto != "HTTP/2.0" {
+			return nil, fmt.Errorf("the direct client negotiated %s with Vault over TLS, want HTTP/2.0 as vault/api uses", proto)
+		}
+		fmt.Fprintf(b.out, "direct client to Vault over %s: %s\n", via, proto)
+		got[via] = proto
+	}
+	return got, nil
+}
+
+// pprofAddrEnv is where a plugin built for the bench with -pprof, or a
+// forwarder, serves net/http/pprof.
+const pprofAddrEnv = "BENCH_PPROF_ADDR"
+
+// pprofEnv gives the process named name a port for net/http/pprof when
+// the run profiles, and prints where.
+func (b *bench) pprofEnv(name string) []string {
+	if !b.o.pprof {
+		return nil
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", testvault.FreePort(b.h))
+	fmt.Fprintf(b.out, "pprof of the %s: go tool pprof -top http://%s/debug/pprof/profile?seconds=10\n", name, addr)
+	return []string{pprofAddrEnv + "=" + addr}
 }

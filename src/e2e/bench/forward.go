@@ -3,12 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	_ "net/http/pprof" // served with -pprof only
 	"os"
 
 	kmsapi "k8s.io/kms/apis/v2"
@@ -65,14 +68,30 @@ func (f *forwarder) Encrypt(ctx context.Context, req *kmsapi.EncryptRequest) (*k
 }
 
 // serveForward is the forwarder process: `bench -serve-forward SOCK`,
-// with VAULT_ADDR and VAULT_TOKEN in its environment.
+// with VAULT_ADDR and VAULT_TOKEN in its environment, and VAULT_CACERT
+// for Vault over TLS.
 func serveForward(sock string) error {
 	addr, token := os.Getenv("VAULT_ADDR"), os.Getenv("VAULT_TOKEN")
 	if addr == "" || token == "" {
 		return errors.New("VAULT_ADDR and VAULT_TOKEN must be set")
 	}
+	if pp := os.Getenv(pprofAddrEnv); pp != "" {
+		go func() { _ = http.ListenAndServe(pp, nil) }() // net/http/pprof, as the plugin's bench build serves
+	}
+	// net/http's defaults: over TLS they negotiate HTTP/2, as the plugin does.
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns, t.MaxIdleConnsPerHost = 1024, 1024 // as many as the highest concurrency
+	if ca := os.Getenv("VAULT_CACERT"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return fmt.Errorf("VAULT_CACERT: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("VAULT_CACERT %s holds no PEM certificate", ca)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
 	return serveKMS(sock, &forwarder{
 		client: &http.Client{Transport: t},
 		url:    addr + "/v1/" + transitMount + "/encrypt/" + keyName,

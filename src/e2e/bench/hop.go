@@ -48,15 +48,15 @@ func serveKMS(sock string, srv kmsapi.KeyManagementServiceServer) error {
 	return gs.Serve(l)
 }
 
-// startServer starts this program as `bench -serve-NAME dir/NAME.sock`
+// startServer starts this program as `bench -serve-ROLE dir/NAME.sock`
 // with env, and returns the process and a client connection to it.
-func startServer(ctx context.Context, h *harness.Program, name, dir string, env []string) (*procs.Process, *grpc.ClientConn, error) {
+func startServer(ctx context.Context, h *harness.Program, role, name, dir string, env []string) (*procs.Process, *grpc.ClientConn, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, err
 	}
 	sock := filepath.Join(dir, name+".sock")
-	p, err := h.Start(name, filepath.Join(dir, name+".log"), env, self, "-serve-"+name, sock)
+	p, err := h.Start(name, filepath.Join(dir, name+".log"), env, self, "-serve-"+role, sock)
 	if err != nil {
 		return nil, nil, err
 	}

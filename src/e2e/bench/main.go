@@ -2,10 +2,12 @@
 // transit itself, on one machine, in one run, and writes BENCHMARKS.md.
 //
 // It starts a Vault dev server from the test bed (bin/vault, through
-// src/internal/testvault), builds and starts the plugin twice (group commit on and off), and measures direct
-// transit calls, a bare gRPC hop, and the plugin's KMS v2 and v1 APIs at
-// several concurrencies, a decrypt storm, the Vault cost of Status, and the
-// plugin's memory and CPU. All traffic stays on 127.0.0.1.
+// src/internal/testvault) that listens on plain HTTP and on TLS, builds the
+// plugin once and starts it four times (group commit on and off, over each
+// transport), and measures, over both transports, direct transit calls,
+// the plugin's KMS v2 and v1 APIs at several concurrencies, a decrypt
+// storm, the Vault cost of Status, and the plugin's memory and CPU; and a
+// bare gRPC hop. All traffic stays on 127.0.0.1.
 //
 //	cd src/e2e && go run ./bench -out ../../BENCHMARKS.md   (what `make bench` runs)
 package main
@@ -38,6 +40,7 @@ type options struct {
 	pool         int      // distinct inputs cycled through by each path
 	rounds       int      // windows a point's measurement is split into
 	pluginEnv    []string // extra KEY=VALUE for both plugin processes
+	pprof        bool     // serve net/http/pprof from the plugins and forwarders
 }
 
 func main() {
@@ -92,6 +95,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.stormWorkers, "storm-workers", 256, "concurrent callers of the decrypt storm")
 	fs.IntVar(&o.status, "status", 1000, "Status calls whose Vault requests are counted")
 	fs.IntVar(&o.pool, "pool", 1024, "distinct plaintexts and ciphertexts each path cycles through")
+	fs.BoolVar(&o.pprof, "pprof", false, "build the plugin with net/http/pprof and serve it, and the forwarders', on 127.0.0.1 ports printed at start, to profile them under load")
 	fs.Func("plugin-env", "extra `KEY=VALUE` in the plugins' environment, e.g. GOMAXPROCS=1 (repeatable; shown in the report)", func(kv string) error {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			return fmt.Errorf("%q is not KEY=VALUE", kv)

@@ -20,6 +20,7 @@ import (
 // plugin is a running vault-kms-plugin and one connection to its socket.
 type plugin struct {
 	groupCommit bool
+	via         string // viaHTTP or viaTLS: how it reaches Vault
 	sock        string
 	proc        *procs.Process
 	conn        *grpc.ClientConn
@@ -35,12 +36,19 @@ func (p *plugin) group() string {
 	return "off"
 }
 
-func (p *plugin) label() string { return "group commit " + p.group() }
+func (p *plugin) label() string { return "group commit " + p.group() + ", " + p.via }
 
-// buildPlugin builds the plugin as `make build` does, into tmp/ of the repo.
-func buildPlugin(ctx context.Context, root string) (string, error) {
+// buildPlugin builds the plugin as `make build` does, into tmp/ of the
+// repo; with pprof, with the endpoint of cmd's pprof_bench.go and its
+// symbols.
+func buildPlugin(ctx context.Context, root string, pprof bool) (string, error) {
 	bin := filepath.Join(root, "tmp", "vault-kms-plugin")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./src/cmd/vault-kms-plugin")
+	args := []string{"build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./src/cmd/vault-kms-plugin"}
+	if pprof {
+		bin += "-pprof"
+		args = []string{"build", "-trimpath", "-tags", "benchpprof", "-o", bin, "./src/cmd/vault-kms-plugin"}
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -49,26 +57,25 @@ func buildPlugin(ctx context.Context, root string) (string, error) {
 	return bin, nil
 }
 
-// startPlugin starts the plugin on dir/kms.sock against v and waits until
-// its own probe says it is healthy. The key is refreshed hourly so that
-// the only Vault requests in the Status window are those Status causes.
-func startPlugin(ctx context.Context, h *harness.Program, bin string, v *vaultServer, dir string, groupCommit bool, extraEnv []string) (*plugin, error) {
+// startPlugin starts the plugin on dir/kms.sock against v over via and
+// waits until its own probe says it is healthy. The key is refreshed
+// hourly so that the only Vault requests in the Status window are those
+// Status causes.
+func startPlugin(ctx context.Context, h *harness.Program, bin string, v *vaultServer, via, dir string, groupCommit bool, extraEnv []string) (*plugin, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	p := &plugin{groupCommit: groupCommit, sock: filepath.Join(dir, "kms.sock")}
+	p := &plugin{groupCommit: groupCommit, via: via, sock: filepath.Join(dir, "kms.sock")}
 	endpoint := "unix://" + p.sock
 	var err error
-	env := append([]string{
-		"VAULT_ADDR=" + v.Addr,
-		"VAULT_TOKEN=" + v.RootToken,
-		"VAULT_KMS_KEY_NAMES=" + keyName,
-		"VAULT_KMS_LISTEN=" + endpoint,
+	env := append(append(v.env(via),
+		"VAULT_KMS_KEY_NAMES="+keyName,
+		"VAULT_KMS_LISTEN="+endpoint,
 		"VAULT_KMS_HEALTH_ADDR=",
 		"VAULT_KMS_LOG_LEVEL=warn",
-		"VAULT_KMS_GROUP_COMMIT=" + strconv.FormatBool(groupCommit),
+		"VAULT_KMS_GROUP_COMMIT="+strconv.FormatBool(groupCommit),
 		"VAULT_KMS_KEY_REFRESH_INTERVAL=1h",
-	}, extraEnv...)
+	), extraEnv...)
 	p.proc, err = h.Start("vault-kms-plugin ("+p.label()+")", filepath.Join(dir, "plugin.log"), procs.Env(env...), bin)
 	if err != nil {
 		return nil, err

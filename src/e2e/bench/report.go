@@ -15,13 +15,25 @@ type report struct {
 	total   time.Duration
 	machine machine
 	vault   string
-	points  []point
-	plugins []*pluginRun
+	// protocols is what the direct client negotiated with Vault over
+	// each transport.
+	protocols map[string]string
+	points    []point
+	plugins   []*pluginRun
 }
 
 const mib = 1 << 20
 
+// pathName names a path, with the transport to Vault it uses.
 func pathName(id pathID) string {
+	if id.via == "" {
+		return baseName(id)
+	}
+	return baseName(id) + " over " + id.via
+}
+
+// baseName names a path within a table of one transport.
+func baseName(id pathID) string {
 	verb := map[string]string{"encrypt": "Encrypt", "decrypt": "Decrypt"}[id.kind]
 	switch id.api {
 	case apiDirect:
@@ -120,10 +132,10 @@ func (r *report) find(id pathID, c int) *point {
 	return nil
 }
 
-// plugin is the run of the plugin with group commit on or off, or nil.
-func (r *report) plugin(group string) *pluginRun {
+// plugin is the run of the plugin with group commit on or off over via, or nil.
+func (r *report) plugin(group, via string) *pluginRun {
 	for _, pr := range r.plugins {
-		if pr.p.group() == group {
+		if pr.p.group() == group && pr.p.via == via {
 			return pr
 		}
 	}
@@ -158,44 +170,62 @@ func (r *report) method(w io.Writer) {
 	}
 	fmt.Fprintf(w, "## Method\n\n"+
 		"Everything runs on this one machine, on 127.0.0.1: a Vault dev server (in-memory storage, with a file audit "+
-		"device, which counts Vault requests), the plugin twice (group commit on and off, both running, measured in turn), "+
-		"and the load generator; they share the cores. Each point is %s, at concurrency c (c callers in a loop). "+
+		"device, which counts Vault requests) listening twice, on plain HTTP and on TLS with a serving certificate from the "+
+		"bench's own CA; the plugin four times (group commit on and off, over each transport, all running, measured in turn), "+
+		"and the load generator; they share the cores. Every path that reaches Vault is measured over both transports, in the same rounds. "+
+		"Over TLS, Vault's clients speak HTTP/2, as in production: the direct client negotiated %s over TLS and %s over plain HTTP; "+
+		"the plugin is given `VAULT_CACERT`. Each point is %s, at concurrency c (c callers in a loop). "+
 		"Each path cycles through %d random 32-byte DEKs (decrypt paths: their ciphertexts, made beforehand by that path's own "+
 		"encrypt; every decrypted plaintext is checked). Direct calls use vault/api with a connection pool of c and no retries; "+
 		"each plugin is called over one gRPC connection, as kube-apiserver does. The bare hop is a KMS v2 server in its own process (as a plugin is) that "+
 		"answers Encrypt at once. The minimal forwarder is a KMS v2 server in its own process that sends each Encrypt to transit "+
 		"as one request (the plugin's request, key_version included) with net/http and encoding/json and nothing else (no token lifecycle, key tracking, metrics or logs): "+
-		"about the least a Go plugin can be. The plugin runs with `VAULT_KMS_KEY_REFRESH_INTERVAL=1h` so that the Status window holds only "+
+		"about the least a Go plugin can be (one per transport, with net/http's defaults, so HTTP/2 over TLS). The plugin runs with `VAULT_KMS_KEY_REFRESH_INTERVAL=1h` so that the Status window holds only "+
 		"the requests Status causes; latency is per call, throughput is successful calls per second of wall time.\n\n",
-		per, o.pool)
+		r.protocols[viaTLS], r.protocols[viaHTTP], per, o.pool)
 	if len(o.pluginEnv) > 0 {
-		fmt.Fprintf(w, "Extra environment of both plugins and the bare hop server: `%s`.\n\n", strings.Join(o.pluginEnv, " "))
+		fmt.Fprintf(w, "Extra environment of the plugins, the bare hop server and the forwarders: `%s`.\n\n", strings.Join(o.pluginEnv, " "))
 	}
+}
+
+// transportTitle heads the part of a section about one transport.
+func (r *report) transportTitle(via string) string {
+	if via == viaTLS {
+		return fmt.Sprintf("Vault over TLS (%s)", r.protocols[via])
+	}
+	return fmt.Sprintf("Vault over plain HTTP (%s)", r.protocols[via])
 }
 
 func (r *report) mainTable(w io.Writer) {
 	fmt.Fprintf(w, "## Latency and throughput\n\n"+
-		"Ratios compare each plugin path with direct transit of the same kind (encrypt or decrypt) at the same concurrency. "+
-		"GC is group commit. CPU columns are CPU time per successful call.\n\n")
-	t := table{head: []string{"path", "c", "p50", "p99", "ops/s", "p50 ÷ direct", "ops/s ÷ direct",
-		"Vault req/op", "plugin CPU µs/op", "Vault CPU µs/op", "errors"}}
-	for _, p := range r.points {
-		latR, rateR := "—", "—"
-		if p.id.group != "" {
-			if d := r.find(pathID{apiDirect, p.id.kind, ""}, p.c); d != nil {
-				latR = fmtRatio(float64(p.res.pct(0.5)), float64(d.res.pct(0.5)))
-				rateR = fmtRatio(p.res.rate(), d.res.rate())
+		"Ratios compare each plugin path with direct transit of the same kind (encrypt or decrypt) over the same transport "+
+		"at the same concurrency. GC is group commit. CPU columns are CPU time per successful call. "+
+		"The bare hop does not reach Vault; its figures repeat in both tables.\n\n")
+	for _, via := range transports {
+		fmt.Fprintf(w, "### %s\n\n", r.transportTitle(via))
+		t := table{head: []string{"path", "c", "p50", "p99", "ops/s", "p50 ÷ direct", "ops/s ÷ direct",
+			"Vault req/op", "plugin CPU µs/op", "Vault CPU µs/op", "errors"}}
+		for _, p := range r.points {
+			if p.id.via != via && p.id.via != "" {
+				continue
 			}
+			latR, rateR := "—", "—"
+			if p.id.group != "" {
+				if d := r.find(pathID{apiDirect, p.id.kind, "", via}, p.c); d != nil {
+					latR = fmtRatio(float64(p.res.pct(0.5)), float64(d.res.pct(0.5)))
+					rateR = fmtRatio(p.res.rate(), d.res.rate())
+				}
+			}
+			pcpu := "—"
+			if p.id.group != "" || p.id.api == apiFwd {
+				pcpu = usPerOp(p.pluginCPU, p.res)
+			}
+			t.add(baseName(p.id), fmt.Sprint(p.c), fmtDur(p.res.pct(0.5)), fmtDur(p.res.pct(0.99)),
+				fmt.Sprintf("%.0f", p.res.rate()), latR, rateR, fmt.Sprintf("%.3f", perOp(p.vaultReqs, p.res)),
+				pcpu, usPerOp(p.vaultCPU, p.res), fmt.Sprint(p.res.errs))
 		}
-		pcpu := "—"
-		if p.id.group != "" || p.id.api == apiFwd {
-			pcpu = usPerOp(p.pluginCPU, p.res)
-		}
-		t.add(pathName(p.id), fmt.Sprint(p.c), fmtDur(p.res.pct(0.5)), fmtDur(p.res.pct(0.99)),
-			fmt.Sprintf("%.0f", p.res.rate()), latR, rateR, fmt.Sprintf("%.3f", perOp(p.vaultReqs, p.res)),
-			pcpu, usPerOp(p.vaultCPU, p.res), fmt.Sprint(p.res.errs))
+		t.write(w)
 	}
-	t.write(w)
 	for _, p := range r.points {
 		if p.res.errs > 0 {
 			fmt.Fprintf(w, "- %s at c=%d: %d errors, the first: `%v`\n", pathName(p.id), p.c, p.res.errs, p.res.firstErr)
@@ -203,10 +233,10 @@ func (r *report) mainTable(w io.Writer) {
 	}
 }
 
-// floorAt1 is direct p50 + bare hop p50 at c=1 for kind, and the direct
-// point; zero when not measured.
-func (r *report) floorAt1(kind string) time.Duration {
-	d, h := r.find(pathID{apiDirect, kind, ""}, 1), r.find(pathID{apiHop, "encrypt", ""}, 1)
+// floorAt1 is direct p50 + bare hop p50 at c=1 for kind over via; zero
+// when not measured.
+func (r *report) floorAt1(kind, via string) time.Duration {
+	d, h := r.find(pathID{apiDirect, kind, "", via}, 1), r.find(pathID{apiHop, "encrypt", "", ""}, 1)
 	if d == nil || h == nil {
 		return 0
 	}
@@ -214,64 +244,75 @@ func (r *report) floorAt1(kind string) time.Duration {
 }
 
 func (r *report) floor(w io.Writer) {
-	if r.floorAt1("encrypt") == 0 {
+	hopPt := r.find(pathID{apiHop, "encrypt", "", ""}, 1)
+	if hopPt == nil {
 		return
 	}
 	fmt.Fprintf(w, "## The floor at concurrency 1\n\n"+
-		"The floor is what any plugin must cost: direct transit p50 plus the bare gRPC hop p50. "+
+		"The floor is what any plugin must cost: direct transit p50 plus the bare gRPC hop p50, over the same transport. "+
 		"The minimal forwarder shows how close to it a Go plugin can get on this machine.\n\n")
-	hop := r.find(pathID{apiHop, "encrypt", ""}, 1).res.pct(0.5)
-	t := table{head: []string{"call", "direct p50", "+ hop p50", "= floor", "p50", "p50 ÷ floor"}}
-	floor := r.floorAt1("encrypt")
-	fwd := r.find(pathID{apiFwd, "encrypt", ""}, 1)
-	if fwd != nil {
-		t.add(pathName(fwd.id), fmtDur(floor-hop), fmtDur(hop), fmtDur(floor), fmtDur(fwd.res.pct(0.5)),
-			fmtRatio(float64(fwd.res.pct(0.5)), float64(floor)))
+	hop := hopPt.res.pct(0.5)
+	t := table{head: []string{"call", "Vault over", "direct p50", "+ hop p50", "= floor", "p50", "p50 ÷ floor"}}
+	row := func(p *point, floor time.Duration) {
+		t.add(baseName(p.id), p.id.via, fmtDur(floor-hop), fmtDur(hop), fmtDur(floor), fmtDur(p.res.pct(0.5)),
+			fmtRatio(float64(p.res.pct(0.5)), float64(floor)))
 	}
-	for _, api := range []string{apiV2, apiV1} {
-		for _, kind := range []string{"encrypt", "decrypt"} {
-			floor := r.floorAt1(kind)
-			for _, g := range []string{"on", "off"} {
-				p := r.find(pathID{api, kind, g}, 1)
-				if p == nil {
-					continue
+	for _, via := range transports {
+		if fwd := r.find(pathID{apiFwd, "encrypt", "", via}, 1); fwd != nil && r.floorAt1("encrypt", via) > 0 {
+			row(fwd, r.floorAt1("encrypt", via))
+		}
+		for _, api := range []string{apiV2, apiV1} {
+			for _, kind := range []string{"encrypt", "decrypt"} {
+				for _, g := range []string{"on", "off"} {
+					if p := r.find(pathID{api, kind, g, via}, 1); p != nil && r.floorAt1(kind, via) > 0 {
+						row(p, r.floorAt1(kind, via))
+					}
 				}
-				t.add(pathName(p.id), fmtDur(floor-hop), fmtDur(hop), fmtDur(floor), fmtDur(p.res.pct(0.5)),
-					fmtRatio(float64(p.res.pct(0.5)), float64(floor)))
 			}
 		}
 	}
 	t.write(w)
-	if p := r.find(pathID{apiV2, "encrypt", "on"}, 1); p != nil && fwd != nil {
-		over, fwdOver := p.res.pct(0.5)-floor, fwd.res.pct(0.5)-floor
-		cpu := fmt.Sprintf("CPU per call: forwarder %s µs, plugin %s µs", usPerOp(fwd.pluginCPU, fwd.res), usPerOp(p.pluginCPU, p.res))
-		switch {
-		case over <= 0:
-			fmt.Fprintf(w, "Plugin v2 Encrypt's p50 is at or below the floor (%s).\n\n", cpu)
-		case fwdOver >= over:
-			fmt.Fprintf(w, "Plugin v2 Encrypt's p50 exceeds the floor by %s, the minimal forwarder's by %s: "+
-				"the plugin's own code adds nothing measurable at c=1 (%s).\n\n", fmtDur(over), fmtDur(max(fwdOver, 0)), cpu)
-		default:
-			fmt.Fprintf(w, "Of the %s by which plugin v2 Encrypt's p50 exceeds the floor, the minimal forwarder pays %s too "+
-				"(%s); the plugin's own code accounts for the remaining %s.\n\n",
-				fmtDur(over), fmtDur(max(fwdOver, 0)), cpu, fmtDur(over-max(fwdOver, 0)))
-		}
+	for _, via := range transports {
+		r.floorShare(w, via)
+	}
+}
+
+// floorShare says how much of plugin v2 Encrypt's excess over the floor
+// the minimal forwarder pays too.
+func (r *report) floorShare(w io.Writer, via string) {
+	floor := r.floorAt1("encrypt", via)
+	p, fwd := r.find(pathID{apiV2, "encrypt", "on", via}, 1), r.find(pathID{apiFwd, "encrypt", "", via}, 1)
+	if p == nil || fwd == nil || floor == 0 {
+		return
+	}
+	over, fwdOver := p.res.pct(0.5)-floor, fwd.res.pct(0.5)-floor
+	cpu := fmt.Sprintf("CPU per call: forwarder %s µs, plugin %s µs", usPerOp(fwd.pluginCPU, fwd.res), usPerOp(p.pluginCPU, p.res))
+	switch {
+	case over <= 0:
+		fmt.Fprintf(w, "Over %s, plugin v2 Encrypt's p50 is at or below the floor (%s).\n\n", via, cpu)
+	case fwdOver >= over:
+		fmt.Fprintf(w, "Over %s, plugin v2 Encrypt's p50 exceeds the floor by %s, the minimal forwarder's by %s: "+
+			"the plugin's own code adds nothing measurable at c=1 (%s).\n\n", via, fmtDur(over), fmtDur(max(fwdOver, 0)), cpu)
+	default:
+		fmt.Fprintf(w, "Over %s, of the %s by which plugin v2 Encrypt's p50 exceeds the floor, the minimal forwarder pays %s too "+
+			"(%s); the plugin's own code accounts for the remaining %s.\n\n",
+			via, fmtDur(over), fmtDur(max(fwdOver, 0)), cpu, fmtDur(over-max(fwdOver, 0)))
 	}
 }
 
 func (r *report) groupCommit(w io.Writer) {
 	fmt.Fprintf(w, "## Group commit on ÷ off\n\n")
-	t := table{head: []string{"call", "c", "ops/s on", "ops/s off", "ops/s on ÷ off", "p50 on", "p50 off",
+	t := table{head: []string{"call", "Vault over", "c", "ops/s on", "ops/s off", "ops/s on ÷ off", "p50 on", "p50 off",
 		"Vault req/op on", "Vault req/op off"}}
 	for _, on := range r.points {
 		if on.id.group != "on" {
 			continue
 		}
-		off := r.find(pathID{on.id.api, on.id.kind, "off"}, on.c)
+		off := r.find(pathID{on.id.api, on.id.kind, "off", on.id.via}, on.c)
 		if off == nil {
 			continue
 		}
-		t.add(fmt.Sprintf("plugin %s %s", on.id.api, on.id.kind), fmt.Sprint(on.c),
+		t.add(fmt.Sprintf("plugin %s %s", on.id.api, on.id.kind), on.id.via, fmt.Sprint(on.c),
 			fmt.Sprintf("%.0f", on.res.rate()), fmt.Sprintf("%.0f", off.res.rate()), fmtRatio(on.res.rate(), off.res.rate()),
 			fmtDur(on.res.pct(0.5)), fmtDur(off.res.pct(0.5)),
 			fmt.Sprintf("%.3f", perOp(on.vaultReqs, on.res)), fmt.Sprintf("%.3f", perOp(off.vaultReqs, off.res)))
@@ -291,9 +332,11 @@ func (r *report) stormAndStatus(w io.Writer) {
 			fmt.Sprintf("%.2f", pr.stormCost.pluginCPU.Seconds()), fmt.Sprint(pr.storm.errs))
 	}
 	t.write(w)
-	if on, off := r.plugin("on"), r.plugin("off"); on != nil && off != nil {
-		fmt.Fprintf(w, "Group commit on finishes the storm %s faster than off.\n\n",
-			fmtRatio(float64(off.storm.elapsed), float64(on.storm.elapsed)))
+	for _, via := range transports {
+		if on, off := r.plugin("on", via), r.plugin("off", via); on != nil && off != nil {
+			fmt.Fprintf(w, "Over %s, group commit on finishes the storm %s faster than off.\n\n",
+				via, fmtRatio(float64(off.storm.elapsed), float64(on.storm.elapsed)))
+		}
 	}
 	fmt.Fprintf(w, "## Status\n\n"+
 		"Vault requests caused by %d KMS v2 Status calls in steady state (Vault's audit log still for 1 s before and after).\n\n", o.status)
@@ -313,29 +356,19 @@ func (r *report) resources(w io.Writer) {
 	fmt.Fprintf(w, "## Plugin memory and CPU\n\n"+
 		"Peak RSS is VmHWM from /proc: after each concurrency level it is the peak so far (levels run in the order listed, "+
 		"so with ascending levels it is the peak at that level); sampled is the largest VmRSS read every 50 ms during the level. "+
-		"CPU is utime + stime over the whole process.\n\n")
-	head := []string{"", "c"}
-	for _, pr := range r.plugins {
-		head = append(head, "peak RSS, "+pr.p.label(), "sampled RSS, "+pr.p.label())
-	}
-	t := table{head: head}
+		"Each cell is peak / sampled. CPU is utime + stime over the whole process.\n\n")
+	head := []string{"plugin"}
 	for _, c := range r.o.levels {
-		row := []string{"after level", fmt.Sprint(c)}
-		for _, pr := range r.plugins {
-			row = append(row, fmtMiB(pr.hwm[c]), fmtMiB(r.sampledRSS(pr, c)))
+		head = append(head, fmt.Sprintf("RSS at c=%d", c))
+	}
+	t := table{head: append(head, "peak RSS, whole run (with storm)", "CPU seconds, whole run")}
+	for _, pr := range r.plugins {
+		row := []string{pr.p.label()}
+		for _, c := range r.o.levels {
+			row = append(row, fmtMiB(pr.hwm[c])+" / "+fmtMiB(r.sampledRSS(pr, c)))
 		}
-		t.add(row...)
+		t.add(append(row, fmtMiB(pr.peak), fmt.Sprintf("%.2f s", pr.cpu.Seconds()))...)
 	}
-	row := []string{"whole run (with storm)", ""}
-	for _, pr := range r.plugins {
-		row = append(row, fmtMiB(pr.peak), "")
-	}
-	t.add(row...)
-	row = []string{"CPU seconds, whole run", ""}
-	for _, pr := range r.plugins {
-		row = append(row, fmt.Sprintf("%.2f s", pr.cpu.Seconds()), "")
-	}
-	t.add(row...)
 	t.write(w)
 }
 
@@ -343,7 +376,7 @@ func (r *report) resources(w io.Writer) {
 func (r *report) sampledRSS(pr *pluginRun, c int) int64 {
 	var peak int64
 	for _, p := range r.points {
-		if p.c == c && p.id.group == pr.p.group() {
+		if p.c == c && p.id.group == pr.p.group() && p.id.via == pr.p.via {
 			peak = max(peak, p.maxRSS)
 		}
 	}

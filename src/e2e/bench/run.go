@@ -30,37 +30,47 @@ func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Write
 		return err
 	}
 	fmt.Fprintln(out, "building the plugin")
-	pbin, err := buildPlugin(ctx, root)
+	pbin, err := buildPlugin(ctx, root, o.pprof)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "starting %s\n", r.vault)
-	v := startVault(h)
+	v := startVault(h, filepath.Join(tmp, "pki"))
+	b := &bench{o: o, h: h, v: v, out: out}
+	if r.protocols, err = b.protocols(ctx); err != nil {
+		return err
+	}
 	// The reference servers run with the plugins' extra environment, so
 	// that all run under the same Go runtime settings.
-	_, hop, err := startServer(ctx, h, "hop", tmp, append(os.Environ(), o.pluginEnv...))
+	_, hop, err := startServer(ctx, h, "hop", "hop", tmp, append(os.Environ(), o.pluginEnv...))
 	if err != nil {
 		return err
 	}
-	fwdEnv := procs.Env(append([]string{"VAULT_ADDR=" + v.Addr, "VAULT_TOKEN=" + v.RootToken}, o.pluginEnv...)...)
-	fwdProc, fwd, err := startServer(ctx, h, "forward", tmp, fwdEnv)
-	if err != nil {
-		return err
-	}
-	b := &bench{o: o, v: v, out: out}
-	// Both plugins run at once and are measured alternately, so that
-	// whatever else the machine does weighs on both alike; the idle one
-	// makes no Vault requests.
-	for _, gc := range []bool{true, false} {
-		p, err := startPlugin(ctx, h, pbin, v, filepath.Join(tmp, fmt.Sprintf("plugin-gc-%t", gc)), gc, o.pluginEnv)
+	var fwds []forwarderRun
+	for _, via := range transports {
+		env := procs.Env(append(append(v.env(via), o.pluginEnv...), b.pprofEnv("forwarder over "+via)...)...)
+		proc, conn, err := startServer(ctx, h, "forward", "forward-"+via, tmp, env)
 		if err != nil {
 			return err
 		}
-		b.plugins = append(b.plugins, &pluginRun{p: p, hwm: map[int]int64{}})
+		fwds = append(fwds, forwarderRun{via: via, c: kmsV2{kmsapi.NewKeyManagementServiceClient(conn)}, proc: proc})
+	}
+	// All plugins run at once and are measured alternately, so that
+	// whatever else the machine does weighs on all alike; the idle ones
+	// make no Vault requests. They share one build.
+	for _, via := range transports {
+		for _, gc := range []bool{true, false} {
+			dir := filepath.Join(tmp, fmt.Sprintf("plugin-%s-gc-%t", via, gc))
+			extra := append(b.pprofEnv(fmt.Sprintf("plugin over %s, group commit %t", via, gc)), o.pluginEnv...)
+			p, err := startPlugin(ctx, h, pbin, v, via, dir, gc, extra)
+			if err != nil {
+				return err
+			}
+			b.plugins = append(b.plugins, &pluginRun{p: p, hwm: map[int]int64{}})
+		}
 	}
 	fmt.Fprintln(out, "making ciphertexts")
-	if err := b.prepare(ctx, kmsV2{kmsapi.NewKeyManagementServiceClient(hop)},
-		kmsV2{kmsapi.NewKeyManagementServiceClient(fwd)}, fwdProc); err != nil {
+	if err := b.prepare(ctx, kmsV2{kmsapi.NewKeyManagementServiceClient(hop)}, fwds); err != nil {
 		return err
 	}
 	for _, c := range o.levels {

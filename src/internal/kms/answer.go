@@ -20,7 +20,7 @@ var ErrBadAnswer = errors.New("unexpected answer from Vault")
 // never quotes the ciphertext: logs must not hold it.
 func checkEncrypted(key string, version int, ct string) error {
 	prefix := "vault:v" + strconv.Itoa(version) + ":"
-	if !strings.HasPrefix(ct, prefix) || !transitRE.MatchString(ct) {
+	if !strings.HasPrefix(ct, prefix) || !isTransit(ct) {
 		return fmt.Errorf("encrypt with key %q: %w: the %d-byte ciphertext is not a transit ciphertext starting with %q, the pinned key version; "+
 			"nothing was returned to the apiserver; check what sits between the plugin and VAULT_ADDR", key, ErrBadAnswer, len(ct), prefix)
 	}

@@ -1,8 +1,12 @@
 package testvault
 
 import (
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 )
 
 // A key written before the active node dies is still there after the
@@ -56,5 +60,44 @@ func TestExtraListenerServesWithItsLimits(t *testing.T) {
 		if (err != nil) != tt.wantErr {
 			t.Errorf("a batch of %d items on a listener allowing 2: error %v, want error %t", tt.items, err, tt.wantErr)
 		}
+	}
+}
+
+// A dev server's second listener with a serving certificate answers over
+// TLS, verified with the certificate's CA, and speaks HTTP/2 as
+// production Vault does.
+func TestExtraListenerServesTLS(t *testing.T) {
+	// A -dev-tls server writes a CA and a certificate for 127.0.0.1 that
+	// the second server can serve with.
+	issuer := Start(t, Options{TLS: true})
+	d := issuer.Dir
+	s := Start(t, Options{ExtraTLS: &ServingCert{
+		CertFile: filepath.Join(d, "vault-cert.pem"), KeyFile: filepath.Join(d, "vault-key.pem"), CAFile: issuer.CACert,
+	}})
+	if !strings.HasPrefix(s.ExtraAddr, "https://") {
+		t.Fatalf("ExtraAddr %q, want https", s.ExtraAddr)
+	}
+	c, err := api.NewClient(s.ExtraConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetToken(s.RootToken)
+	res, err := c.RawRequest(c.NewRequest("GET", "/v1/sys/health"))
+	if err != nil {
+		t.Fatalf("health over the TLS listener: %v", err)
+	}
+	defer res.Body.Close()
+	if res.Proto != "HTTP/2.0" {
+		t.Errorf("protocol %q over the TLS listener, want HTTP/2.0", res.Proto)
+	}
+	plain, err := api.NewClient(s.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.SetAddress(strings.Replace(s.ExtraAddr, "https://", "http://", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Sys().SealStatus(); err == nil {
+		t.Error("plain HTTP to the TLS listener succeeded, want a refusal")
 	}
 }

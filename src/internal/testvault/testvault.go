@@ -25,7 +25,9 @@ type Server struct {
 	RootToken string
 	CACert    string // PEM file of the CA, for TLS servers
 	Dir       string // working directory: config, storage, logs
-	ExtraAddr string // http://127.0.0.1:port of Options.ExtraListener
+	ExtraAddr string // http(s)://127.0.0.1:port of Options.ExtraListener or ExtraTLS
+	// ExtraCACert is the PEM file of the CA of Options.ExtraTLS.
+	ExtraCACert string
 
 	t         TB
 	cmd       *exec.Cmd
@@ -63,6 +65,10 @@ type Options struct {
 	// with these options (HCL inside listener "tcp" { }), served at
 	// ExtraAddr: e.g. the JSON limits a production listener sets.
 	ExtraListener string
+	// ExtraTLS, for dev servers, serves the second listener over https
+	// with this certificate (with ExtraListener's options, if any): one
+	// Vault, with one storage and audit log, on both transports.
+	ExtraTLS *ServingCert
 }
 
 // ServingCert is Vault's TLS certificate and key, and the CA that signed
@@ -145,8 +151,8 @@ api_addr = "%s://%s"
 		s.RootToken = "root"
 		s.args = []string{"server", "-dev", "-dev-root-token-id=root", "-dev-listen-address=" + addr, "-dev-no-store-token"}
 	}
-	if o.ExtraListener != "" && !o.Persistent && o.ServingCert == nil {
-		s.args = append(s.args, "-config="+s.writeExtraListener(o.ExtraListener))
+	if (o.ExtraListener != "" || o.ExtraTLS != nil) && !o.Persistent && o.ServingCert == nil {
+		s.args = append(s.args, "-config="+s.writeExtraListener(o.ExtraListener, o.ExtraTLS))
 	}
 	s.Start()
 	t.Cleanup(s.Stop)
@@ -178,16 +184,21 @@ func (s *Server) Start() {
 	}
 }
 
-// writeExtraListener writes the config of a second listener and returns
-// its path.
-func (s *Server) writeExtraListener(options string) string {
+// writeExtraListener writes the config of a second listener, over https
+// with cert if not nil, and returns its path.
+func (s *Server) writeExtraListener(options string, cert *ServingCert) string {
 	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(s.t))
-	cfg := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = true\n  %s\n}\n", addr, options)
+	scheme, tlsCfg := "http", "tls_disable = true"
+	if cert != nil {
+		scheme, tlsCfg = "https", fmt.Sprintf("tls_cert_file = %q\n  tls_key_file = %q", cert.CertFile, cert.KeyFile)
+		s.ExtraCACert = cert.CAFile
+	}
+	cfg := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  %s\n  %s\n}\n", addr, tlsCfg, options)
 	path := filepath.Join(s.Dir, "extra-listener.hcl")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		s.t.Fatal(err)
 	}
-	s.ExtraAddr = "http://" + addr
+	s.ExtraAddr = scheme + "://" + addr
 	return path
 }
 
@@ -265,13 +276,18 @@ func (s *Server) waitListening() {
 // Config is what the server's clients are made from: its address and CA,
 // no retries, a 10 s timeout. Each call makes a new one, with its own HTTP
 // transport, for a caller to tune.
-func (s *Server) Config() *api.Config {
+func (s *Server) Config() *api.Config { return s.configFor(s.Addr, s.CACert) }
+
+// ExtraConfig is Config for the second listener, at ExtraAddr.
+func (s *Server) ExtraConfig() *api.Config { return s.configFor(s.ExtraAddr, s.ExtraCACert) }
+
+func (s *Server) configFor(addr, caCert string) *api.Config {
 	cfg := api.DefaultConfig()
-	cfg.Address = s.Addr
+	cfg.Address = addr
 	cfg.MaxRetries = 0
 	cfg.Timeout = 10 * time.Second
-	if s.CACert != "" {
-		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: s.CACert}); err != nil {
+	if caCert != "" {
+		if err := cfg.ConfigureTLS(&api.TLSConfig{CACert: caCert}); err != nil {
 			s.t.Fatal(err)
 		}
 	}
