@@ -34,6 +34,7 @@ type Metrics struct {
 	logins        *prometheus.CounterVec
 	renewals      *prometheus.CounterVec
 	tokenExpiry   prometheus.Gauge
+	keyID         keyIDInfo
 }
 
 // New registers every metric, plus Go runtime and process metrics.
@@ -70,13 +71,17 @@ func New(version string) *Metrics {
 			Help: "When the current Vault token expires (Unix time); 0 for a token that never expires.",
 		}),
 	}
+	m.keyID.series = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "key_id_info",
+		Help: "Always 1; key_id_hash is the first 12 hex digits of the SHA-256 of the key_id Status reports. One series, none before the key was first read.",
+	}, []string{"key_id_hash"})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the labels give the plugin's version and Go version.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	r.MustRegister(m.grpcRequests, m.grpcLatency, m.vaultRequests, m.vaultLatency, m.logins, m.renewals, m.tokenExpiry, build,
+	r.MustRegister(m.grpcRequests, m.grpcLatency, m.vaultRequests, m.vaultLatency, m.logins, m.renewals, m.tokenExpiry, m.keyID.series, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
