@@ -29,6 +29,7 @@ type Metrics struct {
 
 	grpcRequests  *prometheus.CounterVec
 	grpcLatency   *prometheus.HistogramVec
+	grpcInflight  prometheus.Gauge
 	vaultRequests *prometheus.CounterVec
 	vaultLatency  *prometheus.HistogramVec
 	logins        *prometheus.CounterVec
@@ -50,6 +51,10 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "grpc_request_duration_seconds",
 			Help: "Time to answer a KMS gRPC call, by API version and method.", Buckets: latencyBuckets,
 		}, []string{"api", "method"}),
+		grpcInflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "grpc_requests_in_flight",
+			Help: "KMS gRPC calls received and not yet answered, those waiting under VAULT_KMS_MAX_INFLIGHT included.",
+		}),
 		vaultRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "vault_requests_total",
 			Help: "HTTP requests to Vault (a batch counts once), by operation and outcome.",
@@ -81,7 +86,7 @@ func New(version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	r.MustRegister(m.grpcRequests, m.grpcLatency, m.vaultRequests, m.vaultLatency, m.logins, m.renewals, m.tokenExpiry, m.keyID.series, build,
+	r.MustRegister(m.grpcRequests, m.grpcLatency, m.grpcInflight, m.vaultRequests, m.vaultLatency, m.logins, m.renewals, m.tokenExpiry, m.keyID.series, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -101,9 +106,26 @@ func (m *Metrics) WatchKey(f func() (version int, age time.Duration)) {
 	)
 }
 
+// WatchReady exports whether the plugin is ready, read at scrape time from
+// ready: the verdict /readyz and Status give (nil: ready), which costs no
+// Vault call.
+func (m *Metrics) WatchReady(ready func() error) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "ready",
+		Help: "1 while Status vouches for the key_id (as /readyz), 0 while it fails.",
+	}, func() float64 {
+		if ready() != nil {
+			return 0
+		}
+		return 1
+	}))
+}
+
 // UnaryInterceptor counts and times KMS calls.
 func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		m.grpcInflight.Inc()
+		defer m.grpcInflight.Dec()
 		start := time.Now()
 		resp, err := h(ctx, req)
 		api, method := splitMethod(info.FullMethod)
