@@ -80,6 +80,13 @@ func New(version string) *Metrics {
 		Namespace: namespace, Name: "key_id_info",
 		Help: "Always 1; key_id_hash is the first 12 hex digits of the SHA-256 of the key_id Status reports. One series, none before the key was first read.",
 	}, []string{"key_id_hash"})
+	// Every outcome is exported from the start, at 0, so that the first
+	// failed login raises increase() in an alert instead of creating a
+	// series it cannot compare with anything.
+	for k := vault.OK; k <= vault.Internal; k++ {
+		m.logins.WithLabelValues(k.String())
+		m.renewals.WithLabelValues(k.String())
+	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the labels give the plugin's version and Go version.",
