@@ -1,6 +1,7 @@
 // Package metrics exports the plugin's Prometheus metrics. Labels are
-// bounded: API, method, gRPC code, Vault operation and outcome; never key
-// ids, uids or error strings.
+// bounded: API, method, gRPC code, Vault operation and outcome, and a hash
+// of the one key_id in use; never key ids themselves, uids or error
+// strings.
 package metrics
 
 import (
