@@ -90,15 +90,8 @@ var promql = parser.NewParser(parser.Options{})
 // returns every rule's expression.
 func ruleQueries(t *testing.T, ruleFile []byte) []query {
 	t.Helper()
-	groups, errs := rulefmt.Parse(ruleFile, false, model.UTF8Validation, promql, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	for _, err := range errs {
-		t.Errorf("rulefmt: %v", err)
-	}
-	if len(errs) > 0 {
-		t.FailNow()
-	}
 	var out []query
-	for _, g := range groups.Groups {
+	for _, g := range parseRules(t, ruleFile).Groups {
 		for _, r := range g.Rules {
 			e, err := promql.ParseExpr(r.Expr)
 			if err != nil {
@@ -172,4 +165,18 @@ func dashboardQueries(t *testing.T, dashboard []byte) []query {
 		t.Fatal("the dashboard has no queries")
 	}
 	return out
+}
+
+// parseRules parses a rule file as Prometheus loads one, failing on any
+// error.
+func parseRules(t *testing.T, ruleFile []byte) *rulefmt.RuleGroups {
+	t.Helper()
+	groups, errs := rulefmt.Parse(ruleFile, false, model.UTF8Validation, promql, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for _, err := range errs {
+		t.Errorf("rulefmt: %v", err)
+	}
+	if len(errs) > 0 {
+		t.FailNow()
+	}
+	return groups
 }
