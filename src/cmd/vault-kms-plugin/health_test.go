@@ -131,6 +131,10 @@ func TestLivenessIsNotReadiness(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 			waitStatus(t, base+"/readyz", tc.wantReady, 5*time.Second)
+			// The ready gauge tells the same as /readyz, for the alerts.
+			if got, want := value(scrape(t, base), "vault_kms_plugin_ready", nil), map[int]float64{200: 1, 503: 0}[tc.wantReady]; got != want {
+				t.Fatalf("vault_kms_plugin_ready = %v with /readyz %d; want %v", got, tc.wantReady, want)
+			}
 			if tc.wantReady == 200 {
 				if got := status(t, sock).KeyId; got != keyID {
 					t.Fatalf("Status within the grace reports key_id %q; want the verified %q", got, keyID)

@@ -55,11 +55,12 @@ func serve(ctx context.Context, cfg *config.Config, logw io.Writer) error {
 	transit.BatchMaxItems = cfg.BatchMaxItems
 
 	svc := kms.New(transit, cfg.KeyNames, cfg.KeyRefreshInterval, log,
-		kms.WithStatusGrace(cfg.StatusGrace), kms.WithTokenExpiry(token.At))
+		kms.WithStatusGrace(cfg.StatusGrace), kms.WithTokenExpiry(token.At), kms.WithKeyIDObserver(m.KeyID))
 	if cfg.StatusGrace == 0 {
 		log.Warn("VAULT_KMS_STATUS_GRACE=0: Status fails as soon as Vault does not answer, and with it every apiserver's /readyz; a load balancer must check /readyz?exclude=kms-providers or /livez")
 	}
 	m.WatchKey(svc.KeyVersion)
+	m.WatchReady(svc.Health)
 
 	l, err := server.Listen(cfg.SocketPath(), cfg.SocketFileMode(), cfg.SocketGID())
 	if err != nil {

@@ -214,6 +214,8 @@ func decodeStrict(y string) (object, error) {
 		into = &rbacv1.ClusterRoleBinding{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		into = &serviceMonitor{}
+	case "monitoring.coreos.com/v1/PrometheusRule":
+		into = &prometheusRule{}
 	default:
 		return object{}, fmt.Errorf("no type known for apiVersion %q kind %q", tm.APIVersion, tm.Kind)
 	}

@@ -74,7 +74,8 @@ type Service struct {
 	log     *slog.Logger
 
 	grace       time.Duration
-	tokenExpiry func() time.Time // nil: unknown
+	tokenExpiry func() time.Time   // nil: unknown
+	onKeyID     func(keyID string) // nil: nobody watches
 	now         func() time.Time
 
 	snap     atomic.Pointer[snapshot]
@@ -97,6 +98,11 @@ func WithStatusGrace(d time.Duration) Option { return func(s *Service) { s.grace
 // unknown or never), so that a session error while the token lives counts
 // as an outage rather than a dead token.
 func WithTokenExpiry(f func() time.Time) Option { return func(s *Service) { s.tokenExpiry = f } }
+
+// WithKeyIDObserver has f told each new key_id the snapshot takes, the
+// first included, as the metrics export it. Snapshot reads never overlap,
+// so f sees the key_ids in the order Status reports them.
+func WithKeyIDObserver(f func(keyID string)) Option { return func(s *Service) { s.onKeyID = f } }
 
 // New returns a service; Run keeps its key snapshot fresh.
 func New(b Backend, keys []string, refresh time.Duration, log *slog.Logger, opts ...Option) *Service {
@@ -121,10 +127,14 @@ func (s *Service) readKey(ctx context.Context) error {
 		return fmt.Errorf("transit key %q of type %q cannot encrypt and decrypt: use an aes256-gcm96 key", k.Name, k.Type)
 	}
 	next := &snapshot{keyID: keyID(scope, k), version: k.LatestVersion, fetched: s.now()}
-	if prev := s.snap.Load(); prev == nil || prev.keyID != next.keyID {
-		s.log.Info("encryption key version in use", "key", k.Name, "version", k.LatestVersion, "key_id", next.keyID)
-	}
+	prev := s.snap.Load()
 	s.snap.Store(next)
+	if prev == nil || prev.keyID != next.keyID {
+		s.log.Info("encryption key version in use", "key", k.Name, "version", k.LatestVersion, "key_id", next.keyID)
+		if s.onKeyID != nil {
+			s.onKeyID(next.keyID)
+		}
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 // Package metrics exports the plugin's Prometheus metrics. Labels are
-// bounded: API, method, gRPC code, Vault operation and outcome; never key
-// ids, uids or error strings.
+// bounded: API, method, gRPC code, Vault operation and outcome, and a hash
+// of the one key_id in use; never key ids themselves, uids or error
+// strings.
 package metrics
 
 import (
@@ -29,11 +30,13 @@ type Metrics struct {
 
 	grpcRequests  *prometheus.CounterVec
 	grpcLatency   *prometheus.HistogramVec
+	grpcInflight  prometheus.Gauge
 	vaultRequests *prometheus.CounterVec
 	vaultLatency  *prometheus.HistogramVec
 	logins        *prometheus.CounterVec
 	renewals      *prometheus.CounterVec
 	tokenExpiry   prometheus.Gauge
+	keyID         keyIDInfo
 }
 
 // New registers every metric, plus Go runtime and process metrics.
@@ -49,6 +52,10 @@ func New(version string) *Metrics {
 			Namespace: namespace, Name: "grpc_request_duration_seconds",
 			Help: "Time to answer a KMS gRPC call, by API version and method.", Buckets: latencyBuckets,
 		}, []string{"api", "method"}),
+		grpcInflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "grpc_requests_in_flight",
+			Help: "KMS gRPC calls received and not yet answered, those waiting under VAULT_KMS_MAX_INFLIGHT included.",
+		}),
 		vaultRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "vault_requests_total",
 			Help: "HTTP requests to Vault (a batch counts once), by operation and outcome.",
@@ -70,13 +77,24 @@ func New(version string) *Metrics {
 			Help: "When the current Vault token expires (Unix time); 0 for a token that never expires.",
 		}),
 	}
+	m.keyID.series = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "key_id_info",
+		Help: "Always 1; key_id_hash is the first 12 hex digits of the SHA-256 of the key_id Status reports. One series, none before the key was first read.",
+	}, []string{"key_id_hash"})
+	// Every outcome is exported from the start, at 0, so that the first
+	// failed login raises increase() in an alert instead of creating a
+	// series it cannot compare with anything.
+	for k := vault.OK; k <= vault.Internal; k++ {
+		m.logins.WithLabelValues(k.String())
+		m.renewals.WithLabelValues(k.String())
+	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the labels give the plugin's version and Go version.",
 		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
 	})
 	build.Set(1)
-	r.MustRegister(m.grpcRequests, m.grpcLatency, m.vaultRequests, m.vaultLatency, m.logins, m.renewals, m.tokenExpiry, build,
+	r.MustRegister(m.grpcRequests, m.grpcLatency, m.grpcInflight, m.vaultRequests, m.vaultLatency, m.logins, m.renewals, m.tokenExpiry, m.keyID.series, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -96,9 +114,26 @@ func (m *Metrics) WatchKey(f func() (version int, age time.Duration)) {
 	)
 }
 
+// WatchReady exports whether the plugin is ready, read at scrape time from
+// ready: the verdict /readyz and Status give (nil: ready), which costs no
+// Vault call.
+func (m *Metrics) WatchReady(ready func() error) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "ready",
+		Help: "1 while Status vouches for the key_id (as /readyz), 0 while it fails.",
+	}, func() float64 {
+		if ready() != nil {
+			return 0
+		}
+		return 1
+	}))
+}
+
 // UnaryInterceptor counts and times KMS calls.
 func (m *Metrics) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		m.grpcInflight.Inc()
+		defer m.grpcInflight.Dec()
 		start := time.Now()
 		resp, err := h(ctx, req)
 		api, method := splitMethod(info.FullMethod)

@@ -111,17 +111,6 @@ func KindOf(err error) Kind {
 	return Internal
 }
 
-// KindOfResponse classifies one HTTP exchange with Vault as a
-// RoundTripper wrapped around the client's transport sees it.
-func KindOfResponse(res *http.Response, err error) Kind {
-	if err != nil {
-		// An error here means no answer came; the client hands it to its
-		// caller inside a url.Error, so classify it the way KindOf will.
-		return KindOf(&url.Error{Op: "round trip", Err: err})
-	}
-	return statusKind(res.StatusCode)
-}
-
 func statusKind(status int) Kind {
 	switch {
 	case status < 300:
