@@ -9,7 +9,7 @@ require (
 	github.com/prometheus/prometheus v0.316.0
 	github.com/vault-kms-plugin/vault-kms-plugin v0.0.0
 	google.golang.org/grpc v1.85.0
-	helm.sh/helm/v3 v3.22.0
+	helm.sh/helm/v3 v3.21.4
 	k8s.io/kms v0.37.2
 	sigs.k8s.io/yaml v1.6.0
 )
