@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/bench/apiserver"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 )
 
@@ -38,6 +39,8 @@ type options struct {
 	pool         int      // distinct inputs cycled through by each path
 	rounds       int      // windows a point's measurement is split into
 	pluginEnv    []string // extra KEY=VALUE for both plugin processes
+	only         string   // "apiserver": the kube-apiserver section alone
+	apiserver    apiserver.Options
 }
 
 func main() {
@@ -99,6 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.pluginEnv = append(o.pluginEnv, kv)
 		return nil
 	})
+	fs.StringVar(&o.only, "only", "", "`apiserver`: run only the kube-apiserver section and write it to -out")
+	apiserverFlags(fs, &o.apiserver)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -122,6 +127,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, bad("-d or -n must be positive")
 	case o.timeout <= 0:
 		return nil, bad("-timeout must be positive")
+	case o.only != "" && o.only != "apiserver":
+		return nil, bad("-only %q: the only section that runs alone is apiserver (-only apiserver)", o.only)
 	case o.storm < 1 || o.stormWorkers < 1 || o.status < 1 || o.pool < 1 || o.rounds < 1:
 		return nil, bad("-storm, -storm-workers, -status, -pool and -rounds must be positive")
 	}

@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/bench/apiserver"
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
+)
+
+// apiserverFlags are the settings of the kube-apiserver section.
+func apiserverFlags(fs *flag.FlagSet, o *apiserver.Options) {
+	fs.DurationVar(&o.Window, "apiserver-d", 8*time.Second, "kube-apiserver section: measured window of each Secret-create point")
+	fs.DurationVar(&o.Warmup, "apiserver-warmup", time.Second, "kube-apiserver section: unmeasured warm-up of each point")
+	fs.IntVar(&o.Rounds, "apiserver-rounds", 2, "kube-apiserver section: rounds each point's window is split into, the configurations taken in turn")
+	fs.IntVar(&o.Secrets, "apiserver-secrets", 10000, "kube-apiserver section: Secrets stored for the start-up measure")
+	fs.IntVar(&o.Slices, "apiserver-slices", 20, "kube-apiserver section: KMS v2 DEKs the start-up's Secrets are spread over")
+	fs.IntVar(&o.Repeats, "apiserver-repeats", 2, "kube-apiserver section: start-ups measured per configuration (the median is reported)")
+}
+
+// apiserverSection runs the kube-apiserver section with the plugin pbin
+// and returns its markdown; its targets are printed to out.
+func apiserverSection(ctx context.Context, o *options, h *harness.Program, pbin string, out io.Writer) ([]byte, error) {
+	ao := o.apiserver
+	ao.PluginBin, ao.Progress = pbin, out
+	res, err := apiserver.Run(ctx, h, ao)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver section: %w", err)
+	}
+	var md bytes.Buffer
+	res.Markdown(&md)
+	fmt.Fprintln(out, "kube-apiserver targets:")
+	for _, t := range res.Targets() {
+		fmt.Fprintln(out, t)
+	}
+	return md.Bytes(), nil
+}
+
+// apiserverOnly is `-only apiserver`: the section alone, written to -out.
+func apiserverOnly(ctx context.Context, o *options, h *harness.Program, root string, out io.Writer) error {
+	start := time.Now()
+	fmt.Fprintln(out, "building the plugin")
+	pbin, err := buildPlugin(ctx, root)
+	if err != nil {
+		return err
+	}
+	md, err := apiserverSection(ctx, o, h, pbin, out)
+	if err != nil {
+		return err
+	}
+	md = append([]byte("# What vault-kms-plugin costs a kube-apiserver\n\n"), md...)
+	if err := os.WriteFile(o.out, md, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%s\nwrote %s in %s\n", md, o.out, time.Since(start).Round(time.Second))
+	return nil
+}
