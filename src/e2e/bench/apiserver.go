@@ -17,7 +17,7 @@ import (
 func apiserverFlags(fs *flag.FlagSet, o *apiserver.Options) {
 	fs.DurationVar(&o.Window, "apiserver-d", 8*time.Second, "kube-apiserver section: measured window of each Secret-create point")
 	fs.DurationVar(&o.Warmup, "apiserver-warmup", time.Second, "kube-apiserver section: unmeasured warm-up of each point")
-	fs.IntVar(&o.Rounds, "apiserver-rounds", 2, "kube-apiserver section: rounds each point's window is split into, the configurations taken in turn")
+	fs.IntVar(&o.Rounds, "apiserver-rounds", 4, "kube-apiserver section: rounds each point's window is split into, the configurations taken in turn")
 	fs.IntVar(&o.Secrets, "apiserver-secrets", 10000, "kube-apiserver section: Secrets stored for the start-up measure")
 	fs.IntVar(&o.Slices, "apiserver-slices", 20, "kube-apiserver section: KMS v2 DEKs the start-up's Secrets are spread over")
 	fs.IntVar(&o.Repeats, "apiserver-repeats", 2, "kube-apiserver section: start-ups measured per configuration (the median is reported)")

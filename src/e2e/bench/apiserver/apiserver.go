@@ -25,7 +25,7 @@ type Options struct {
 	Levels    []int         // concurrent creators (default 1, 16, 64)
 	Window    time.Duration // measured window of each point (default 8s), split across its rounds
 	Warmup    time.Duration // unmeasured start of each point (default 1s), split across its rounds
-	Rounds    int           // windows each point is split into, the configurations taken in turn (default 2)
+	Rounds    int           // windows each point is split into, the configurations taken in turn (default 4)
 	Clients   int           // clientsets, each with its own connection (default 8)
 	Secrets   int           // Secrets stored for the start-up measure (default 10,000)
 	Slices    int           // KMS v2 DEKs they are written under (default 20)
@@ -40,7 +40,7 @@ func (o *Options) defaults() {
 	for _, d := range []struct {
 		v   *int
 		def int
-	}{{&o.Clients, 8}, {&o.Rounds, 2}, {&o.Secrets, 10000}, {&o.Slices, 20}, {&o.Repeats, 2}} {
+	}{{&o.Clients, 8}, {&o.Rounds, 4}, {&o.Secrets, 10000}, {&o.Slices, 20}, {&o.Repeats, 2}} {
 		if *d.v <= 0 {
 			*d.v = d.def
 		}
