@@ -119,6 +119,20 @@ func (p *point) merge(o *point) {
 	}
 }
 
+// workers runs work on c goroutines, worker w on clientset w % len, and
+// waits for them all.
+func (p *pool) workers(c int, work func(w int, cs *kubernetes.Clientset)) {
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			work(w, p.clients[w%len(p.clients)])
+		}()
+	}
+	wg.Wait()
+}
+
 // measure creates Secrets in ns from c workers for warmup, then for window,
 // counting only the creates that start within the window.
 func (p *pool) measure(ctx context.Context, prov, ns, tag string, c int, warmup, window time.Duration) *point {
@@ -126,49 +140,32 @@ func (p *pool) measure(ctx context.Context, prov, ns, tag string, c int, warmup,
 	end := start.Add(window)
 	res := &point{provider: prov, c: c, window: window}
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for w := range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cs := p.clients[w%len(p.clients)]
-			var lat []time.Duration
-			ok, errs, all := 0, 0, 0
-			var first error
-			for seq := 0; ctx.Err() == nil; seq++ {
-				t0 := time.Now()
-				if !t0.Before(end) {
-					break
-				}
-				_, err := cs.CoreV1().Secrets(ns).Create(ctx, secret(ns, fmt.Sprintf("%s-c%d-w%d-%d", tag, c, w, seq)), metav1.CreateOptions{})
-				if err == nil {
-					all++
-				}
-				if t0.Before(start) {
-					continue
-				}
-				if err != nil {
-					errs++
-					if first == nil {
-						first = err
-					}
-					continue
-				}
-				ok++
-				lat = append(lat, time.Since(t0))
+	p.workers(c, func(w int, cs *kubernetes.Clientset) {
+		mine := &point{}
+		for seq := 0; ctx.Err() == nil; seq++ {
+			t0 := time.Now()
+			if !t0.Before(end) {
+				break
 			}
-			mu.Lock()
-			res.ok += ok
-			res.errs += errs
-			res.all += all
-			res.lat = append(res.lat, lat...)
-			if res.firstErr == nil {
-				res.firstErr = first
+			_, err := cs.CoreV1().Secrets(ns).Create(ctx, secret(ns, fmt.Sprintf("%s-c%d-w%d-%d", tag, c, w, seq)), metav1.CreateOptions{})
+			switch {
+			case err == nil && t0.Before(start):
+				mine.all++
+			case err == nil:
+				mine.all++
+				mine.ok++
+				mine.lat = append(mine.lat, time.Since(t0))
+			case !t0.Before(start):
+				mine.errs++
+				if mine.firstErr == nil {
+					mine.firstErr = err
+				}
 			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+		}
+		mu.Lock()
+		res.merge(mine)
+		mu.Unlock()
+	})
 	slices.Sort(res.lat)
 	return res
 }
@@ -179,26 +176,19 @@ func (p *pool) populate(ctx context.Context, namespaces []string, tag string, fr
 	var next atomic.Int64
 	next.Store(int64(from))
 	errc := make(chan error, c)
-	var wg sync.WaitGroup
-	for w := range c {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cs := p.clients[w%len(p.clients)]
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= from+n {
-					return
-				}
-				ns := namespaces[i%len(namespaces)]
-				if err := createRetrying(ctx, cs, secret(ns, fmt.Sprintf("%s-%d", tag, i))); err != nil {
-					errc <- err
-					return
-				}
+	p.workers(c, func(_ int, cs *kubernetes.Clientset) {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= from+n {
+				return
 			}
-		}()
-	}
-	wg.Wait()
+			ns := namespaces[i%len(namespaces)]
+			if err := createRetrying(ctx, cs, secret(ns, fmt.Sprintf("%s-%d", tag, i))); err != nil {
+				errc <- err
+				return
+			}
+		}
+	})
 	close(errc)
 	return <-errc
 }
