@@ -34,15 +34,25 @@ func (r *Result) whereTimeGoes(w io.Writer) {
 				fmtDur(c.pluginLat.mean()), fmtDur(c.etcdCreate.mean()), fmtDur(id.etcdCreate.mean()),
 				perCreate(c, "kube-apiserver"), perCreate(id, "kube-apiserver"), perCreate(c, "plugin"), perCreate(c, "Vault"),
 				perCreate(c, "etcd"), perCreate(id, "etcd"), perCreate(c, "load generator"), perCreate(id, "load generator"))
+			if local, self := r.point(provLocal, top), r.point(map[int]string{0: provV2, 1: provV1On}[i], top); local != nil && self != nil && local.rate() > 0 {
+				fmt.Fprintf(w, " The same run's local key (secretbox, no plugin, no Vault) made %.0f creates/s: %.2f× identity, and this "+
+					"configuration %.2f× the local key. The load generator does the same work for every create whatever the "+
+					"configuration, so its CPU per create against identity's (%s vs %s) shows how much busier the machine was "+
+					"during this configuration's windows.", local.rate(), local.rate()/r.point(provIdentity, top).rate(),
+					self.rate()/local.rate(), perCreate(c, "load generator"), perCreate(id, "load generator"))
+			}
 		case 2:
 			on, off := r.startup(provV1On).median(), r.startup(provV1Off).median()
 			fmt.Fprintf(w, " the watch cache's fill took %s with group commit on and %s off (%.2f×), but the whole start-up also holds "+
 				"%s of apiserver start that no plugin changes (identity's /readyz minus its fill). The fill made %.0f decrypts, their summed "+
 				"time %.1f× its wall time, so about that many at once; the plugin answered %.0f calls with %.0f Vault requests "+
-				"(%s calls per request) with group commit on, against %.0f with %.0f off.",
+				"(%s calls per request) with group commit on, against %.0f with %.0f off; Vault used %s of CPU on, %s off, the plugin %s on, %s off. "+
+				"kube-apiserver keeps at most 10 decrypts in flight while it fills the cache (below), so no batch can hold more "+
+				"than 10, and each call waits for its batch's round trip: the fill runs at about 10 ÷ (one batch's latency).",
 				fmtDur(on.cacheInit), fmtDur(off.cacheInit), off.cacheInit.Seconds()/max(1e-9, on.cacheInit.Seconds()),
 				fmtDur(r.fixedStart()), on.decrypts.count, on.decrypts.sum/max(1e-9, on.cacheInit.Seconds()),
-				on.pluginCalls, on.vaultReqs, perCall(on.pluginCalls, on.vaultReqs), off.pluginCalls, off.vaultReqs)
+				on.pluginCalls, on.vaultReqs, perCall(on.pluginCalls, on.vaultReqs), off.pluginCalls, off.vaultReqs,
+				fmtDur(on.vaultCPU), fmtDur(off.vaultCPU), fmtDur(on.pluginCPU), fmtDur(off.pluginCPU))
 		case 3:
 			v2, ident := r.startup(provV2).median(), r.startup(provIdentity).median()
 			fmt.Fprintf(w, " KMS v2 reached /readyz in %s against %s and filled its watch cache in %s against %s, "+

@@ -117,7 +117,7 @@ func (r *Result) startupMarkdown(w io.Writer) {
 		"%d objects under %d distinct encrypted DEK seeds and %d key_ids.\n\n",
 		o.Secrets, o.Secrets, o.Repeats, o.Slices, r.DEKs.objects, r.DEKs.deks, r.DEKs.keyIDs)
 	header(w, "configuration", "to LIST (median)", "all runs", "to /readyz", "watch cache init", "decrypts", "decrypt mean",
-		"decrypt time ÷ cache init", "KMS calls", "plugin calls", "Vault requests", "CPU apiserver", "CPU plugin")
+		"decrypt time ÷ cache init", "KMS calls", "plugin calls", "Vault requests", "CPU apiserver", "CPU plugin", "CPU Vault")
 	for _, s := range r.Startups {
 		m := s.median()
 		var all []string
@@ -131,7 +131,7 @@ func (r *Result) startupMarkdown(w io.Writer) {
 		row(w, s.provider, fmtDur(m.total), strings.Join(all, ", "), fmtDur(m.ready), fmtDur(m.cacheInit),
 			fmt.Sprintf("%.0f", m.decrypts.count), fmtDur(m.decrypts.mean()), conc,
 			fmt.Sprintf("%.0f", m.kms.count), fmt.Sprintf("%.0f", m.pluginCalls), fmt.Sprintf("%.0f", m.vaultReqs),
-			fmtDur(m.apiCPU), fmtDur(m.pluginCPU))
+			fmtDur(m.apiCPU), fmtDur(m.pluginCPU), fmtDur(m.vaultCPU))
 	}
 	fmt.Fprintf(w, "\n\"decrypt time ÷ cache init\" is the summed time of the apiserver's from-storage transformations over the "+
 		"watch cache's fill: about 1 means one object decrypted at a time.\n\n")

@@ -31,6 +31,7 @@ type startRun struct {
 	vaultReqs    float64       // the plugin's requests to Vault
 	apiCPU       time.Duration
 	pluginCPU    time.Duration
+	vaultCPU     time.Duration
 }
 
 // median is the run with the median total (the lower middle of an even
@@ -209,6 +210,7 @@ func (r *bench) measureStart(ctx context.Context, p provider, prefix string) (st
 		}
 		pluginCPU = cpuTime(pl.proc.PID())
 	}
+	vaultCPU := cpuTime(r.b.Vault.PID())
 	ready, err := r.restart(ctx, p, prefix)
 	if err != nil {
 		return run, err
@@ -219,6 +221,7 @@ func (r *bench) measureStart(ctx context.Context, p provider, prefix string) (st
 	}
 	run.ready, run.total = ready, ready+time.Since(afterReady)
 	run.apiCPU = cpuTime(r.b.APIServer.PID())
+	run.vaultCPU = cpuTime(r.b.Vault.PID()) - vaultCPU
 	api, err := parseMetrics(r.b.APIGet("/metrics"))
 	if err != nil {
 		return run, err

@@ -30,7 +30,7 @@ func (r *Result) Targets() []Target {
 		prov string
 		min  float64
 	}{{provV2, 0.90}, {provV1On, 0.70}} {
-		t := Target{Goal: fmt.Sprintf("%s Secret creates/s at c=%d ≥ %.2f× identity", g.prov, top, g.min)}
+		t := Target{Goal: fmt.Sprintf("%s: Secret creates/s at c=%d ≥ %.2f× identity", g.prov, top, g.min)}
 		if p, id := r.point(g.prov, top), r.point(provIdentity, top); p != nil && id != nil && id.rate() > 0 {
 			x := p.rate() / id.rate()
 			t.Measured, t.Met = true, x >= g.min
