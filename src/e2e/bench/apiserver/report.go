@@ -76,14 +76,15 @@ func (r *Result) Markdown(w io.Writer) {
 	for i, n := range cpuOrder {
 		cpuHead[i] = "CPU " + n
 	}
-	header(w, append([]string{"configuration", "POST mean", "encryption mean", "etcd create mean", "plugin calls per create",
+	header(w, append([]string{"configuration", "POST mean", "encryption mean", "decryptions per create", "decryption mean", "etcd create mean", "plugin calls per create",
 		"plugin call mean", "Vault requests per plugin call", "rejected"}, cpuHead...)...)
 	for _, p := range r.provNames() {
 		c := r.Costs[p]
 		if c == nil || c.creates == 0 {
 			continue
 		}
-		cells := []string{p, fmtDur(c.post.mean()), fmtDur(c.toStorage.mean()), fmtDur(c.etcdCreate.mean()),
+		cells := []string{p, fmtDur(c.post.mean()), fmtDur(c.toStorage.mean()),
+			perCall(c.fromStorage.count, float64(c.creates)), fmtDur(c.fromStorage.mean()), fmtDur(c.etcdCreate.mean()),
 			perCall(c.pluginCalls, float64(c.creates)), fmtDur(c.pluginLat.mean()), perCall(c.vaultReqs, c.pluginCalls), fmt.Sprint(c.rejected)}
 		for _, n := range cpuOrder {
 			if t, ok := c.cpu[n]; ok {

@@ -18,6 +18,7 @@ type cost struct {
 	creates     int  // that succeeded, warm-up included: what CPU is divided by
 	post        stat // apiserver_request_duration_seconds of POST secrets
 	toStorage   stat // transformations (encryptions) of a Secret
+	fromStorage stat // and decryptions: the watch reads each created Secret back
 	etcdCreate  stat
 	pluginLat   stat // the plugin's own gRPC latency
 	pluginCalls float64
@@ -69,6 +70,7 @@ func (c *cost) add(before, after *snapshot, creates int) {
 	c.creates += creates
 	sum(&c.post, delta(before.api, after.api, "apiserver_request_duration_seconds", map[string]string{"verb": "POST", "resource": "secrets"}))
 	sum(&c.toStorage, delta(before.api, after.api, "apiserver_storage_transformation_duration_seconds", map[string]string{"transformation_type": "to_storage"}))
+	sum(&c.fromStorage, delta(before.api, after.api, "apiserver_storage_transformation_duration_seconds", map[string]string{"transformation_type": "from_storage"}))
 	sum(&c.etcdCreate, delta(before.api, after.api, "etcd_request_duration_seconds", map[string]string{"operation": "create", "resource": "secrets"}))
 	c.rejected += delta(before.api, after.api, "apiserver_flowcontrol_rejected_requests_total", nil).sum
 	if after.plugin != nil {
