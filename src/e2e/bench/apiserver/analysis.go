@@ -78,7 +78,9 @@ func (r *Result) whereTimeGoes(w io.Writer) {
 		"still serial (`storage/etcd3/store.go`: `appendChunk` → `processListItem` → `TransformFromStorage`, one key after the other); "+
 		"it serves LISTs with a limit while the cache fills (`storage/cacher/delegator.go`) and the fallback when a watch-list fails. "+
 		"KMS v2 (`storage/value/encrypt/envelope/kmsv2/envelope.go`, `cache.go`) decrypts each distinct DEK seed once and derives "+
-		"each object's key locally, so its start-up makes about one KMS call per DEK seed. Per object it still does work identity does not: it unmarshals the "+
+		"each object's key locally, so its start-up needs one KMS call per DEK seed; but its cache lookup and fill are not "+
+		"collapsed into one call per seed, so the up to 10 goroutines that miss the same seed at once each call Decrypt, "+
+		"and the KMS calls counted above run to several per seed (group commit turns those into fewer Vault requests). Per object it still does work identity does not: it unmarshals the "+
 		"EncryptedObject, hashes its cache key, expands a key from the seed and the object's random info with HKDF-SHA256 "+
 		"(`storage/value/encrypt/aes/aes_extended_nonce.go`) and opens AES-GCM; the decrypt mean above is what that took per "+
 		"object in this run (wall time, CPU shared with everything else on the machine). A write does the same in reverse, "+
