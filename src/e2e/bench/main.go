@@ -27,6 +27,8 @@ import (
 )
 
 type options struct {
+	only         string // "apiserver": the kube-apiserver section alone
+	apiserver    apiserver.Options
 	out          string
 	levels       []int
 	dur          time.Duration // measured window of each point
@@ -39,8 +41,6 @@ type options struct {
 	pool         int      // distinct inputs cycled through by each path
 	rounds       int      // windows a point's measurement is split into
 	pluginEnv    []string // extra KEY=VALUE for both plugin processes
-	only         string   // "apiserver": the kube-apiserver section alone
-	apiserver    apiserver.Options
 }
 
 func main() {
