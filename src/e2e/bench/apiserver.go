@@ -41,15 +41,11 @@ func apiserverSection(ctx context.Context, o *options, h *harness.Program, pbin 
 	return md.Bytes(), nil
 }
 
-// apiserverOnly is `-only apiserver`: the section alone, written to -out.
-func apiserverOnly(ctx context.Context, o *options, h *harness.Program, root string, out io.Writer) error {
+// apiserverOnly is `-only apiserver`: the section alone, written to -out;
+// the section builds its own plugin.
+func apiserverOnly(ctx context.Context, o *options, h *harness.Program, out io.Writer) error {
 	start := time.Now()
-	fmt.Fprintln(out, "building the plugin")
-	pbin, err := buildPlugin(ctx, root)
-	if err != nil {
-		return err
-	}
-	md, err := apiserverSection(ctx, o, h, pbin, out)
+	md, err := apiserverSection(ctx, o, h, "", out)
 	if err != nil {
 		return err
 	}

@@ -24,7 +24,7 @@ func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Write
 		return err
 	}
 	if o.only == "apiserver" {
-		return apiserverOnly(ctx, o, h, root, out)
+		return apiserverOnly(ctx, o, h, out)
 	}
 	vbin := testvault.Bin(h)
 	tmp := h.TempDir()

@@ -21,7 +21,7 @@ import (
 
 // Options say how much to measure.
 type Options struct {
-	PluginBin string        // the plugin as the bench built it; "" builds one
+	PluginBin string        // the plugin as the bench built it; "" builds one as make build does
 	Levels    []int         // concurrent creators (default 1, 16, 64)
 	Window    time.Duration // measured window of each point (default 8s), split across its rounds
 	Warmup    time.Duration // unmeasured start of each point (default 1s), split across its rounds
@@ -98,7 +98,10 @@ func Run(ctx context.Context, h *harness.Program, o Options) (*Result, error) {
 	r.b.PluginBin = o.PluginBin
 	if r.b.PluginBin == "" {
 		r.say("building the plugin")
-		r.b.PluginBin = bed.BuildPlugin(h, dir)
+		var err error
+		if r.b.PluginBin, err = buildRelease(ctx, bed.RepoRoot(h), dir); err != nil {
+			return nil, err
+		}
 	}
 	r.say("starting Vault, etcd and the plugins (group commit on and off)")
 	v := r.b.StartVault(testvault.Options{}, keyName, policyName)

@@ -79,6 +79,19 @@ func (p *plugin) keyID(ctx context.Context) (string, error) {
 	return res.KeyId, nil
 }
 
+// buildRelease builds the plugin binary into dir with the flags of
+// `make build` (static, trimmed, stripped), so that the apiserver talks
+// to what a cluster would run.
+func buildRelease(ctx context.Context, root, dir string) (string, error) {
+	out := filepath.Join(dir, "vault-kms-plugin")
+	build := exec.CommandContext(ctx, "go", "build", "-C", root, "-trimpath", "-ldflags=-s -w", "-o", out, "./src/cmd/vault-kms-plugin")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build the plugin as make build does: %w\n%s", err, msg)
+	}
+	return out, nil
+}
+
 // versions names the servers measured, as their binaries report.
 func versions(ctx context.Context, b *bed.Bed) string {
 	var out []string
