@@ -23,6 +23,24 @@ func apiserverFlags(fs *flag.FlagSet, o *apiserver.Options) {
 	fs.IntVar(&o.Repeats, "apiserver-repeats", 2, "kube-apiserver section: start-ups measured per configuration (the median is reported)")
 }
 
+// checkAPIServerFlags says which of the section's flags is out of range
+// and what it takes.
+func checkAPIServerFlags(o apiserver.Options) error {
+	switch {
+	case o.Window <= 0:
+		return fmt.Errorf("-apiserver-d %s: give each point a positive window, e.g. 8s", o.Window)
+	case o.Warmup < 0:
+		return fmt.Errorf("-apiserver-warmup %s: give a warm-up of 0 or more", o.Warmup)
+	case o.Rounds < 1:
+		return fmt.Errorf("-apiserver-rounds %d: split each point into 1 or more rounds", o.Rounds)
+	case o.Secrets < 1 || o.Repeats < 1:
+		return fmt.Errorf("-apiserver-secrets %d, -apiserver-repeats %d: both must be 1 or more", o.Secrets, o.Repeats)
+	case o.Slices < 1 || o.Slices > o.Secrets:
+		return fmt.Errorf("-apiserver-slices %d: spread the Secrets over 1 to -apiserver-secrets (%d) DEKs", o.Slices, o.Secrets)
+	}
+	return nil
+}
+
 // apiserverSection runs the kube-apiserver section with the plugin pbin
 // and returns its markdown; its targets are printed to out.
 func apiserverSection(ctx context.Context, o *options, h *harness.Program, pbin string, out io.Writer) ([]byte, error) {

@@ -129,6 +129,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, bad("-timeout must be positive")
 	case o.only != "" && o.only != "apiserver":
 		return nil, bad("-only %q: the only section that runs alone is apiserver (-only apiserver)", o.only)
+	case checkAPIServerFlags(o.apiserver) != nil:
+		return nil, bad("%w", checkAPIServerFlags(o.apiserver))
 	case o.storm < 1 || o.stormWorkers < 1 || o.status < 1 || o.pool < 1 || o.rounds < 1:
 		return nil, bad("-storm, -storm-workers, -status, -pool and -rounds must be positive")
 	}
