@@ -24,10 +24,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/bench/apiserver"
 	"github.com/vault-kms-plugin/vault-kms-plugin/src/e2e/internal/harness"
 )
 
 type options struct {
+	only         string // "apiserver": the kube-apiserver section alone
+	apiserver    apiserver.Options
 	out          string
 	levels       []int
 	dur          time.Duration // measured window of each point
@@ -103,6 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		o.pluginEnv = append(o.pluginEnv, kv)
 		return nil
 	})
+	fs.StringVar(&o.only, "only", "", "`apiserver`: run only the kube-apiserver section and write it to -out")
+	apiserverFlags(fs, &o.apiserver)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -126,6 +131,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, bad("-d or -n must be positive")
 	case o.timeout <= 0:
 		return nil, bad("-timeout must be positive")
+	case o.only != "" && o.only != "apiserver":
+		return nil, bad("-only %q: the only section that runs alone is apiserver (-only apiserver)", o.only)
+	case checkAPIServerFlags(o.apiserver) != nil:
+		return nil, bad("%w", checkAPIServerFlags(o.apiserver))
 	case o.storm < 1 || o.stormWorkers < 1 || o.status < 1 || o.pool < 1 || o.rounds < 1:
 		return nil, bad("-storm, -storm-workers, -status, -pool and -rounds must be positive")
 	}

@@ -23,6 +23,9 @@ func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Write
 	if err != nil {
 		return err
 	}
+	if o.only == "apiserver" {
+		return apiserverOnly(ctx, o, h, out)
+	}
 	vbin := testvault.Bin(h)
 	tmp := h.TempDir()
 	r := &report{o: o, start: start.UTC(), machine: describeMachine()}
@@ -92,8 +95,12 @@ func benchmark(ctx context.Context, o *options, h *harness.Program, out io.Write
 		pr.p.proc.Stop(syscall.SIGTERM, harness.StopGrace)
 	}
 	r.points, r.plugins = b.points, b.plugins
+	apiMD, err := apiserverSection(ctx, o, h, pbin, out)
+	if err != nil {
+		return err
+	}
 	r.total = time.Since(start)
-	md := r.markdown()
+	md := append(r.markdown(), apiMD...)
 	if err := os.WriteFile(o.out, md, 0o644); err != nil {
 		return err
 	}

@@ -64,7 +64,11 @@ func (b *Bed) StartAPIServer(t testvault.TB, encCfg string, extra ...string) tim
 	if b.Kubeconfig == "" {
 		b.writeKubeconfig(t)
 	}
-	WaitFor(t, 120*time.Second, "kube-apiserver /readyz", func() error {
+	poll := b.ReadyPoll
+	if poll <= 0 {
+		poll = 250 * time.Millisecond
+	}
+	WaitEvery(t, 120*time.Second, poll, "kube-apiserver /readyz", func() error {
 		if !p.Running() {
 			t.Fatal(exited(p, 30))
 		}

@@ -39,8 +39,11 @@ type Bed struct {
 	APIServerPort int
 	APIServerArgs []string // flags of the running apiserver (for the logs)
 	Kubeconfig    string
-	Client        *kubernetes.Clientset
-	HTTPS         *http.Client // verified TLS to the apiserver, admin token added
+	// ReadyPoll is how often StartAPIServer polls /readyz (0: every
+	// 250ms); a start-up timed to the apiserver's readiness polls faster.
+	ReadyPoll time.Duration
+	Client    *kubernetes.Clientset
+	HTTPS     *http.Client // verified TLS to the apiserver, admin token added
 }
 
 // New is a bed in dir, owned by owner, with the binaries of the test bed
