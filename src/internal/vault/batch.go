@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,6 +61,40 @@ type queue struct {
 
 	timer   *time.Timer // launches pending items whose deadline draws near
 	timerAt time.Time   // zero: not armed
+
+	// limited is set while Vault refuses the target's requests with 429.
+	// Under a rate-limit quota every request counts, not its size: fresh
+	// batches sent beside a refused one would spend the next window's
+	// budget before its retry, and could starve it past its callers'
+	// deadlines. So one request at a time, each as large as the queue.
+	limited atomic.Bool
+}
+
+// flightLimit is how many requests the target may have out at once.
+func (q *queue) flightLimit() int {
+	if q.limited.Load() {
+		return 1
+	}
+	return maxFlights
+}
+
+// queueKey carries the queue a request is sent for to retrying, which
+// records there whether Vault rate-limits it.
+type queueKey struct{}
+
+// noteLimit records what an attempt says of the target's rate limit: a 429
+// sets it; a first attempt that passes clears it.
+func noteLimit(ctx context.Context, attempt int, err error) {
+	q, ok := ctx.Value(queueKey{}).(*queue)
+	if !ok {
+		return
+	}
+	switch {
+	case err == nil && attempt == 0:
+		q.limited.Store(false)
+	case err != nil && KindOf(err) == LimitExceeded:
+		q.limited.Store(true)
+	}
 }
 
 // flight is one request out to Vault.
@@ -92,7 +127,7 @@ func (t *Transit) sendGrouped(ctx context.Context, r request) (string, error) {
 	if len(q.flights) == 0 {
 		f := q.takeOff()
 		g.mu.Unlock()
-		out, err := t.sendOne(ctx, r)
+		out, err := t.sendOne(context.WithValue(ctx, queueKey{}, q), r)
 		t.landed(r.target, q, f)
 		return out, err
 	}
@@ -134,14 +169,14 @@ func (t *Transit) landed(tg target, q *queue, f *flight) {
 // launchLocked sends the pending items whose callers still wait, in
 // batches of at most the batch limit, while fewer than maxFlights are out.
 func (t *Transit) launchLocked(tg target, q *queue) {
-	for len(q.flights) < maxFlights {
+	for len(q.flights) < q.flightLimit() {
 		batch := q.takeLive(t.batchMaxItems())
 		if len(batch) == 0 {
 			return
 		}
 		f := q.takeOff()
 		go func() {
-			t.sendBatch(tg, batch)
+			t.sendBatch(tg, q, batch)
 			t.landed(tg, q, f)
 		}()
 	}
@@ -227,10 +262,10 @@ var errCallersGone = errors.New("every caller of the batch has gone")
 // sendBatch sends items as one request and gives each its own answer. A
 // batch Vault refuses as too large is split in two, each half sent on its
 // own, and later batches are kept to the size that passed.
-func (t *Transit) sendBatch(tg target, items []*item) {
+func (t *Transit) sendBatch(tg target, q *queue, items []*item) {
 	if len(items) == 1 {
 		it := items[0]
-		out, err := t.sendOne(it.ctx, request{tg, it.in})
+		out, err := t.sendOne(context.WithValue(it.ctx, queueKey{}, q), request{tg, it.in})
 		it.done <- result{out, err}
 		return
 	}
@@ -241,6 +276,7 @@ func (t *Transit) sendBatch(tg target, items []*item) {
 		ctx, cancel = context.WithDeadline(context.Background(), latest)
 	}
 	defer cancel()
+	ctx = context.WithValue(ctx, queueKey{}, q)
 	field, outField := fields(tg.op)
 	live := items
 	var results []any
@@ -278,8 +314,8 @@ func (t *Transit) sendBatch(tg target, items []*item) {
 		t.shrinkBatches(len(live) / 2)
 		half := len(live) / 2
 		var wg sync.WaitGroup
-		wg.Go(func() { t.sendBatch(tg, live[:half]) })
-		wg.Go(func() { t.sendBatch(tg, live[half:]) })
+		wg.Go(func() { t.sendBatch(tg, q, live[:half]) })
+		wg.Go(func() { t.sendBatch(tg, q, live[half:]) })
 		wg.Wait()
 	default:
 		for _, it := range live {

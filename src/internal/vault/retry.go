@@ -32,6 +32,7 @@ func (t *Transit) retrying(ctx context.Context, attempt func(context.Context) er
 		var hint retryHint
 		began := time.Now()
 		err := attempt(context.WithValue(ctx, retryHintKey{}, &hint))
+		noteLimit(ctx, n, err)
 		if err == nil || !retryable(ctx, err) {
 			return err
 		}
