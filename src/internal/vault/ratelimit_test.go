@@ -40,6 +40,8 @@ func TestRateLimitNarrowsFlights(t *testing.T) {
 			}
 		})
 	}
-	// A request sent for no queue (group commit off) records nothing.
+	// A request sent for no queue (group commit off, or a foreign value
+	// under the key) must pass through without a panic.
 	noteLimit(context.Background(), 0, limited)
+	noteLimit(context.WithValue(context.Background(), queueKey{}, "not a queue"), 0, limited)
 }
