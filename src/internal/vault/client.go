@@ -82,7 +82,7 @@ func NewClient(timeout time.Duration, maxConns int, wrap func(http.RoundTripper)
 	if wrap != nil {
 		rt = wrap(rt)
 	}
-	cfg.HttpClient.Transport = rt
+	cfg.HttpClient.Transport = markCutAnswers{rt}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("create Vault client for %s: %w", cfg.Address, err)

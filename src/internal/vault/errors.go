@@ -94,6 +94,8 @@ func KindOf(err error) Kind {
 		return DeadlineExceeded
 	case errors.Is(err, context.Canceled):
 		return Canceled
+	case errors.As(err, new(*answerCutError)):
+		return Unavailable
 	case errors.Is(err, ErrKeyNotFound):
 		return NotFound
 	case aheadOfReplication(err):
