@@ -89,7 +89,7 @@ bench-apiserver: ## Only what the plugin costs a kube-apiserver (Secret creates/
 	cd src/e2e && $(GO) run ./bench -only apiserver -out $(CURDIR)/BENCHMARKS-apiserver.md
 
 # Each target not met fails the run; the report is written either way.
-faults: build ## Inject faults (dead active node, blackholes, latency, limits, outages) on real Vault servers; writes docs/reliability.md.
+faults: build ## Inject faults (dead active node, blackholes, cut answers, latency, limits, outages) on real Vault servers; writes docs/reliability.md.
 	scripts/testbed.sh --adopt vault
 	cd src/e2e && $(GO) test -count=1 -timeout 15m -v ./faults -args -out $(CURDIR)/docs/reliability.md
 

@@ -31,6 +31,8 @@ var cases = []faultCase{
 		"Status never fails; failed calls only during the election; 0 Secrets lost", activeKilled},
 	{"blackhole-2s", "Vault blackholed for 2 s (every connection held, no reset)",
 		"Status never fails; no call outlives its caller's 3 s deadline", blackholed2s},
+	{"answers-cut", "every 5th Vault answer cut mid-body (connection closed after the headers): v2 Encrypts, then a 10,000-decrypt storm",
+		"0 failed calls; Status never fails; 0 Secrets lost", answersCut},
 	{"latency-c128", "Vault latency +1.5 s at c=128 (v1 Encrypt)",
 		"no fewer successful calls than one call per request (VAULT_KMS_GROUP_COMMIT=false) at the same latency; 0 items sent after their deadline", latencyC128},
 	{"policy-lacks-decrypt", "policy lacks decrypt on one listed key (AppRole), 10,000 decrypts",

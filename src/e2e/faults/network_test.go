@@ -201,3 +201,34 @@ func outageBeyondGrace(t *testing.T, r *result) {
 	r.miss("Status fails once the key was last verified longer than the grace ago (at once without one)",
 		failedAfter >= earliest && failedAfter <= grace+slack)
 }
+
+// answersCut: Vault's answers end mid-body, as when Vault, or a proxy in
+// front of it, drops the connection while answering. Whether Vault served
+// such a request is unknown, and transit calls may be repeated, so each is
+// retried within its caller's deadline.
+func answersCut(t *testing.T, r *result) {
+	const every = 5
+	v, proxy, addr := behindProxy(t, testvault.Options{})
+	cts := stormOf(t, v, keyName)
+	late := newLateItems(proxy)
+	before := liveTokens(t, v.Client())
+	p := startPlugin(t, "plugin", addr, "VAULT_TOKEN="+v.RootToken, "VAULT_KMS_KEY_NAMES="+keyName)
+	rec, _, _ := underLoad(p, 8, time.Second, 0, late, func() {
+		proxy.CutAnswers(every)
+		time.Sleep(4 * time.Second)
+	})
+	storm, took := runStorm(p, cts, late)
+	cut := proxy.CutAnswers(0)
+	rec.calls = append(rec.calls, storm.calls...)
+	rec.status = append(rec.status, storm.status...)
+	r.summarize(rec, time.Now())
+	r.recovery = -1
+	r.matched, r.late = late.counts()
+	r.tokens = liveTokens(t, v.Client()) - before
+	r.checkLost(t, v.Client(), rec)
+	r.summary = fmt.Sprintf("%d answers cut; %d of %d calls failed (%s), the storm of %d took %s; first error: %s",
+		cut, r.calls.failed, r.calls.total, r.calls.codeList(), stormCalls, fmtDur(took), clip(oneLine(firstMsg(r.calls)), 200))
+	r.miss("0 failed calls", r.calls.failed == 0)
+	r.miss("Status never fails", r.statusFails == 0)
+	r.miss("the proxy cut answers", cut > 0)
+}

@@ -1,12 +1,14 @@
 // Package faultproxy is a TCP proxy on 127.0.0.1 that injects the network
 // faults the fault suite needs between the plugin and Vault: added latency,
 // a blackhole (bytes held, no reset) of every connection or of the
-// established ones only, resets, and refused connections. It can also
+// established ones only, resets, refused connections, and plain-HTTP
+// answers cut off mid-body. It can also
 // report the plain-HTTP requests it forwards, with the time each arrived,
 // so that a test can tell what was sent after its caller gave up.
 package faultproxy
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +27,9 @@ type Proxy struct {
 	links     map[*link]struct{}
 	latency   time.Duration
 	stallAll  bool // every link, the new ones too, holds its bytes
+	cutEvery  int  // cut every cutEvery-th plain-HTTP answer (0: none)
+	answers   int  // plain-HTTP answers seen while cutting
+	cut       int  // answers cut
 	closed    bool
 	onRequest func(Request)
 	wg        sync.WaitGroup
@@ -88,6 +93,41 @@ func (p *Proxy) BlackholeEstablished() int {
 		l.dead = true
 	}
 	return len(p.links)
+}
+
+// CutAnswers cuts every n-th plain-HTTP answer from the target (0 stops
+// cutting): the status line, the headers and half of the body that came
+// with them pass, then the link closes with a FIN, as when a server dies
+// mid-answer. It returns how many answers were cut so far.
+func (p *Proxy) CutAnswers(n int) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cutEvery, p.answers = n, 0
+	return p.cut
+}
+
+// cutAt is how much of c to pass before cutting the link, or -1 to pass
+// it all. An answer is cut only in the chunk that starts it.
+func (p *Proxy) cutAt(c []byte) int {
+	if !bytes.HasPrefix(c, []byte("HTTP/1.")) {
+		return -1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cutEvery == 0 {
+		return -1
+	}
+	p.answers++
+	if p.answers%p.cutEvery != 0 {
+		return -1
+	}
+	p.cut++
+	headEnd := bytes.Index(c, []byte("\r\n\r\n"))
+	if headEnd < 0 {
+		return len(c) / 2
+	}
+	headEnd += 4
+	return headEnd + (len(c)-headEnd)/2
 }
 
 // Reset closes every open link with a TCP reset on both sides.
@@ -253,6 +293,12 @@ func (p *Proxy) pump(l *link, src io.Reader, dst net.Conn, toTarget bool) {
 	for c := range chunks {
 		if !p.wait(l, c.at, toTarget) {
 			return
+		}
+		if !toTarget {
+			if n := p.cutAt(c.data); n >= 0 {
+				_, _ = dst.Write(c.data[:n])
+				return // the deferred close ends the link with a FIN
+			}
 		}
 		if _, err := dst.Write(c.data); err != nil {
 			return

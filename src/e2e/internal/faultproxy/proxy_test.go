@@ -273,3 +273,37 @@ func TestTargetRefusingIsARefusalOrResetAtTheProxy(t *testing.T) {
 		t.Fatalf("round trip to a dead target = %v, want a reset", err)
 	}
 }
+
+// CutAnswers cuts every n-th answer after its headers: the client reads a
+// short body and an unexpected EOF; the other answers arrive whole.
+func TestCutAnswers(t *testing.T) {
+	body := strings.Repeat("x", 1000)
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(backend.Close)
+	p := startProxy(t, strings.TrimPrefix(backend.URL, "http://"))
+	client := &http.Client{Transport: &http.Transport{}}
+	t.Cleanup(client.CloseIdleConnections)
+	p.CutAnswers(3)
+	var whole, cut int
+	for range 9 {
+		res, err := client.Get("http://" + p.Addr + "/")
+		if err != nil {
+			t.Fatalf("the status line and headers must pass: %v", err)
+		}
+		got, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		switch {
+		case err == nil && string(got) == body:
+			whole++
+		case errors.Is(err, io.ErrUnexpectedEOF) && len(got) > 0 && len(got) < len(body):
+			cut++
+		default:
+			t.Fatalf("read %d bytes, %v: neither whole nor cut mid-body", len(got), err)
+		}
+	}
+	if whole != 6 || cut != 3 || p.CutAnswers(0) != 3 {
+		t.Fatalf("%d whole and %d cut answers, want 6 and 3", whole, cut)
+	}
+}
