@@ -29,6 +29,8 @@ type faultCase struct {
 var cases = []faultCase{
 	{"active-killed", "active Vault node killed (3-node raft cluster; the plugin at a standby)",
 		"Status never fails; failed calls only during the election; 0 Secrets lost", activeKilled},
+	{"vault-crashed", "the one Vault killed (SIGKILL) under load, then started and unsealed (TLS, HTTP/2, no proxy)",
+		"Status never fails; failed calls only while Vault is down; 0 Secrets lost", vaultCrashed},
 	{"blackhole-2s", "Vault blackholed for 2 s (every connection held, no reset)",
 		"Status never fails; no call outlives its caller's 3 s deadline", blackholed2s},
 	{"answers-cut", "every 5th Vault answer cut mid-body (connection closed after the headers): v2 Encrypts, then a 10,000-decrypt storm",
